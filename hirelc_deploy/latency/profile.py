@@ -1,0 +1,126 @@
+"""``hirelc profile``: measure a block latency table for a model on a target."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..models import get_model_spec
+from ..targets import Target, current_fingerprint
+from . import attribution
+from .ort_runner import FIXED, make_session, profile_nodes, runner
+from .table import LatencyTable
+from .timing import measure_interleaved
+from .variants import build_variant, overhead_model
+
+Progress = Callable[[str, int], None]  # (phase description, units completed since last call)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A width/precision configuration of a model: one inner width and one precision per block."""
+
+    widths: tuple[int, ...]
+    precisions: tuple[str, ...]
+
+
+def model_input_shape(model: str, target: Target) -> tuple[int, ...]:
+    """Input shape (batch first) a target feeds a model with."""
+    return (target.batch_size, *(target.input_shape or get_model_spec(model).input_shape))
+
+
+def profiling_configs(model: str, target: Target, fractions: Sequence[float] | None = None
+                      ) -> tuple[list[Config], list[Config]]:
+    """Uniform networks (every width level at every precision) and alternating-precision ones (full width)."""
+    blocks = get_model_spec(model).blocks()
+    uniform = []
+    for fraction in sorted(set(fractions or target.width_fractions) | {1.0}):
+        widths = tuple(
+            min(target.candidate_widths(b.full_width, b.prunable), key=lambda w: abs(w - fraction * b.full_width))
+            for b in blocks
+        )
+        uniform += [Config(widths, (p,) * len(blocks)) for p in target.precisions]
+    full = tuple(b.full_width for b in blocks)
+    mixed = []
+    for other in (p for p in target.precisions if p != "fp32"):
+        for parity in (0, 1):
+            mixed.append(Config(full, tuple(other if i % 2 == parity else "fp32" for i in range(len(blocks)))))
+    return list(dict.fromkeys(uniform)), mixed
+
+
+def measure_configs(model: str, target: Target, configs: Sequence[Config], workdir: Path,
+                    progress: Progress | None = None, with_profile: bool = True):
+    """Build every configuration, profile it (optional) and time all of them interleaved end to end.
+
+    Returns (timings per config, profiler observations per config or None, overhead timing).
+    """
+    spec = get_model_spec(model)
+    blocks = spec.blocks()
+    prefixes = [b.onnx_prefix for b in blocks]
+    shape = model_input_shape(model, target)
+    note = progress or (lambda *_: None)
+    paths = []
+    for i, config in enumerate(configs):
+        paths.append(build_variant(spec, config.widths, config.precisions, shape, workdir / f"config{i}.onnx"))
+        note("exporting", 1)
+    profiles = []
+    if with_profile:
+        for path in paths:
+            profiles.append(profile_nodes(path, target, shape, target.measure.profile_runs,
+                                          target.measure.warmup_runs, prefixes))
+            note("profiling", 1)
+    overhead_path = overhead_model(shape, spec.num_classes, workdir / "overhead.onnx")
+    runners = {"overhead": runner(make_session(overhead_path, target), shape)}
+    runners.update({f"config{i}": runner(make_session(p, target), shape) for i, p in enumerate(paths)})
+    timings = measure_interleaved(runners, target.measure, on_burst=lambda: note("timing", 1))
+    observations = [
+        attribution.Observation(
+            c.widths, c.precisions, timings[f"config{i}"],
+            tuple(prof.times_ms.get(p, 0.0) for p in prefixes), prof.times_ms.get(FIXED, 0.0),
+        )
+        for i, (c, prof) in enumerate(zip(configs, profiles))
+    ] if with_profile else None
+    return [timings[f"config{i}"] for i in range(len(configs))], observations, timings["overhead"]
+
+
+def profile_steps(model: str, target: Target, fractions: Sequence[float] | None = None) -> int:
+    """Number of progress units ``profile`` reports (for progress bars)."""
+    uniform, mixed = profiling_configs(model, target, fractions)
+    n = len(uniform) + len(mixed)
+    return 2 * n + target.measure.bursts * (n + 1)
+
+
+def profile(model: str, target: Target, fractions: Sequence[float] | None = None,
+            progress: Progress | None = None) -> LatencyTable:
+    """Measure the block latency table of ``model`` on ``target`` (this machine must be the target)."""
+    if target.backend != "onnxruntime":
+        raise NotImplementedError(f"measured profiling for backend {target.backend} is not implemented yet")
+    blocks = get_model_spec(model).blocks()
+    uniform, mixed = profiling_configs(model, target, fractions)
+    with tempfile.TemporaryDirectory() as tmp:
+        _, observations, overhead = measure_configs(model, target, uniform + mixed, Path(tmp), progress)
+    fixed, block_tables, transitions = attribution.solve(
+        observations[: len(uniform)], observations[len(uniform):], overhead.median_ms,
+        [b.name for b in blocks], [b.full_width for b in blocks],
+    )
+    return LatencyTable(
+        model=model,
+        target=target.name,
+        kind="measured",
+        fingerprint=current_fingerprint(target).to_dict(),
+        input_shape=list(model_input_shape(model, target)),
+        fixed_ms=fixed,
+        blocks=block_tables,
+        transitions_ms=transitions,
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        method={
+            "networks_profiled": len(observations),
+            "session_overhead_ms": overhead.median_ms,
+            "uniform_e2e_ms": {f"{o.precisions[0]}@{sum(o.widths)}ch": o.e2e.median_ms
+                               for o in observations[: len(uniform)]},
+            "measure": vars(target.measure),
+        },
+    )

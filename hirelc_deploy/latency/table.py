@@ -1,0 +1,127 @@
+"""LatencyTable: what each block costs on a target, at each inner width and precision, plus fixed costs.
+
+The prediction for a configuration is additive::
+
+    fixed + sum_b block_b(width_b, precision_b) + sum_k transition_k(precision_{k-1} -> precision_k)
+
+Block entries are measured in the context of whole networks where every block shares the precision, so they
+include whatever fusion ONNX Runtime does inside and across the block. Where adjacent blocks differ in precision
+the runtime converts the tensor between them (QuantizeLinear / DequantizeLinear and layout transposes); that
+cost belongs to the boundary and is stored per boundary and direction. Boundary 0 is stem -> first block and
+boundary n is last block -> head; stem and head always run FP32.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import TableError
+from ..runs import atomic_write_json
+from ..targets import Fingerprint
+
+SCHEMA_VERSION = 1
+STEM_HEAD_PRECISION = "fp32"
+
+
+def transition_key(before: str, after: str) -> str:
+    """Key of a precision change across a boundary, e.g. ``fp32->int8``."""
+    return f"{before}->{after}"
+
+
+@dataclass
+class BlockLatency:
+    """Latency of one block (ms) per precision, aligned with ``widths``."""
+
+    name: str
+    full_width: int
+    widths: list[int]
+    latency_ms: dict[str, list[float]]
+    spread_ms: dict[str, list[float]]
+
+    def lookup(self, width: int, precision: str) -> float:
+        """Latency of this block at an inner width and precision the table holds."""
+        if precision not in self.latency_ms:
+            raise TableError(f"block {self.name}: precision '{precision}' not in table ({', '.join(self.latency_ms)})")
+        if width not in self.widths:
+            raise TableError(f"block {self.name}: inner width {width} not in table (widths {self.widths})")
+        return self.latency_ms[precision][self.widths.index(width)]
+
+
+@dataclass
+class LatencyTable:
+    """A block latency table for one model on one target, saved as JSON with a schema version."""
+
+    model: str
+    target: str
+    kind: str  # "measured" on the device, or "predicted" by a model of it
+    fingerprint: dict
+    input_shape: list[int]
+    fixed_ms: float
+    blocks: list[BlockLatency]
+    transitions_ms: list[dict[str, float]]  # one dict per boundary (len(blocks) + 1)
+    created: str = ""
+    method: dict = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def precisions(self) -> list[str]:
+        return list(self.blocks[0].latency_ms) if self.blocks else []
+
+    def predict(self, widths: Sequence[int], precisions: Sequence[str]) -> float:
+        """Predicted end-to-end latency (ms) of a configuration: one inner width and precision per block."""
+        if len(widths) != len(self.blocks) or len(precisions) != len(self.blocks):
+            raise TableError(f"configuration has {len(widths)} widths and {len(precisions)} precisions, "
+                             f"the table has {len(self.blocks)} blocks")
+        total = self.fixed_ms + sum(b.lookup(w, p) for b, w, p in zip(self.blocks, widths, precisions))
+        chain = [STEM_HEAD_PRECISION, *precisions, STEM_HEAD_PRECISION]
+        for k, (before, after) in enumerate(zip(chain, chain[1:])):
+            if before != after:
+                total += self.transitions_ms[k].get(transition_key(before, after), 0.0)
+        return total
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "latency table") -> "LatencyTable":
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise TableError(f"{source}: schema_version {version!r} unsupported (expected {SCHEMA_VERSION})")
+        try:
+            blocks = [BlockLatency(**b) for b in data["blocks"]]
+            return cls(**{**data, "blocks": blocks})
+        except (KeyError, TypeError) as exc:
+            raise TableError(f"{source}: malformed latency table ({exc})") from None
+
+    def save(self, path: Path) -> Path:
+        """Write the table atomically as JSON."""
+        atomic_write_json(Path(path), self.to_dict())
+        return Path(path)
+
+    def check_device(self, current: Fingerprint, force: bool = False, source: str = "latency table") -> None:
+        """Refuse a table measured on another device or runtime setting unless ``force``."""
+        diffs = Fingerprint.from_dict(self.fingerprint).differences(current)
+        if diffs and not force:
+            raise TableError(f"{source}: measured on another device ({'; '.join(diffs)}); use --force to use it anyway")
+
+
+def load_table(path: Path) -> LatencyTable:
+    """Read a latency table JSON file, with clear errors for missing, corrupt or foreign-schema files."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TableError(f"{path}: latency table not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TableError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise TableError(f"{path}: not a latency table (expected a JSON object)")
+    return LatencyTable.from_dict(data, source=str(path))
+
+
+def default_table_path(tables_dir: Path, model: str, target: str) -> Path:
+    """Conventional location of the table for a model on a target."""
+    return Path(tables_dir) / f"{model}__{target}.json"

@@ -1,0 +1,76 @@
+"""Device fingerprints: what a latency table was measured on, so it is never silently used elsewhere."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import asdict, dataclass
+
+from .target import Target
+
+# CPU features that change which kernels ONNX Runtime picks (and so the latencies).
+_RELEVANT_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
+                   "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16")
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Identity of a (device, runtime, execution setting) combination."""
+
+    cpu_model: str
+    cpu_flags: tuple[str, ...]
+    cpu_count: int
+    runtime: str
+    runtime_version: str
+    execution_provider: str
+    threads: int
+    batch_size: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Fingerprint":
+        return cls(**{**data, "cpu_flags": tuple(data["cpu_flags"])})
+
+    def differences(self, other: "Fingerprint") -> list[str]:
+        """Human-readable list of the fields where ``other`` differs from this fingerprint."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [f"{k}: {mine[k]!r} != {theirs[k]!r}" for k in mine if mine[k] != theirs[k]]
+
+
+def _cpuinfo() -> tuple[str, tuple[str, ...]]:
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    return model, tuple(f for f in _RELEVANT_FLAGS if f in flags)
+
+
+def current_fingerprint(target: Target) -> Fingerprint:
+    """Fingerprint of this machine running ``target``'s backend and settings."""
+    model, flags = _cpuinfo()
+    if target.backend == "onnxruntime":
+        import onnxruntime
+
+        version = onnxruntime.__version__
+    else:
+        version = "unknown"
+    return Fingerprint(
+        cpu_model=model,
+        cpu_flags=flags,
+        cpu_count=os.cpu_count() or 1,
+        runtime=target.backend,
+        runtime_version=version,
+        execution_provider=target.execution_provider,
+        threads=target.threads,
+        batch_size=target.batch_size,
+    )

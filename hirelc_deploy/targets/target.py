@@ -1,0 +1,138 @@
+"""Targets: a device and runtime to deploy to, described by a TOML file in ``hw_profiles/``."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from ..errors import TargetError
+from ..settings import profiles_dir
+
+SCHEMA_VERSION = 1
+
+# Precisions each backend can really run; a target asking for anything else is rejected at load time.
+BACKEND_PRECISIONS = {
+    "onnxruntime": {"fp32", "int8"},
+    "tensorrt": {"fp32", "fp16", "int8", "fp8"},
+}
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """How latencies are measured: warm-up, interleaved bursts, and when a burst counts as disturbed."""
+
+    warmup_runs: int = 20
+    bursts: int = 7
+    runs_per_burst: int = 30
+    profile_runs: int = 30
+    max_burst_rel_iqr: float = 0.30
+    max_retries: int = 3
+    retry_sleep_s: float = 0.5
+
+
+@dataclass(frozen=True)
+class Target:
+    """A deployment target: backend, provider, precisions, threading, batch and the width grid to profile."""
+
+    name: str
+    backend: str
+    execution_provider: str
+    precisions: tuple[str, ...]
+    threads: int
+    batch_size: int
+    channel_multiple: int
+    width_fractions: tuple[float, ...]
+    description: str = ""
+    input_shape: tuple[int, ...] | None = None  # (C, H, W); None = the model's own
+    measure: MeasureSettings = field(default_factory=MeasureSettings)
+    path: str = ""
+
+    def candidate_widths(self, full_width: int, prunable: bool = True) -> list[int]:
+        """Inner widths this target profiles for a block: each fraction of ``full_width`` rounded to the
+        channel multiple, at least one multiple, at most the full width."""
+        if not prunable:
+            return [full_width]
+        m = self.channel_multiple
+        widths = {min(full_width, max(m, m * round(f * full_width / m))) for f in self.width_fractions}
+        return sorted(widths | {full_width})
+
+
+_TOP_KEYS = {f.name for f in fields(Target)} - {"path", "measure"} | {"schema_version", "measure"}
+_MEASURE_KEYS = {f.name for f in fields(MeasureSettings)}
+_REQUIRED = {"name", "backend", "execution_provider", "precisions", "threads", "batch_size", "channel_multiple",
+             "width_fractions"}
+
+
+def _check_positive(path: Path, key: str, value: object, kind: type = int) -> None:
+    if not isinstance(value, kind) or isinstance(value, bool) or value <= 0:
+        raise TargetError(f"{path}: '{key}' must be a positive {kind.__name__}, got {value!r}")
+
+
+def parse_target(path: Path) -> Target:
+    """Read and validate a target TOML file: unknown keys and precisions the backend cannot run are errors."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TargetError(f"{path}: target file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise TargetError(f"{path}: not valid TOML ({exc})") from None
+    unknown = sorted(set(raw) - _TOP_KEYS)
+    if unknown:
+        raise TargetError(f"{path}: unknown key(s) {', '.join(unknown)}")
+    missing = sorted(_REQUIRED - set(raw))
+    if missing:
+        raise TargetError(f"{path}: missing key(s) {', '.join(missing)}")
+    if raw.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
+        raise TargetError(f"{path}: schema_version {raw['schema_version']} unsupported (expected {SCHEMA_VERSION})")
+    backend = raw["backend"]
+    if backend not in BACKEND_PRECISIONS:
+        raise TargetError(f"{path}: unknown backend '{backend}' (choose from {', '.join(BACKEND_PRECISIONS)})")
+    precisions = tuple(raw["precisions"])
+    bad = [p for p in precisions if p not in BACKEND_PRECISIONS[backend]]
+    if bad or not precisions:
+        raise TargetError(f"{path}: backend {backend} cannot run precision(s) {', '.join(bad) or '(none given)'}")
+    for key in ("threads", "batch_size", "channel_multiple"):
+        _check_positive(path, key, raw[key])
+    fractions = tuple(float(f) for f in raw["width_fractions"])
+    if not fractions or any(not 0 < f <= 1 for f in fractions):
+        raise TargetError(f"{path}: 'width_fractions' must be a non-empty list of numbers in (0, 1]")
+    measure_raw = raw.get("measure", {})
+    unknown = sorted(set(measure_raw) - _MEASURE_KEYS)
+    if unknown:
+        raise TargetError(f"{path}: unknown key(s) in [measure]: {', '.join(unknown)}")
+    shape = raw.get("input_shape")
+    if shape is not None and (len(shape) != 3 or any(not isinstance(s, int) or s <= 0 for s in shape)):
+        raise TargetError(f"{path}: 'input_shape' must be [C, H, W] with positive integers, got {shape!r}")
+    return Target(
+        name=raw["name"],
+        backend=backend,
+        execution_provider=raw["execution_provider"],
+        precisions=precisions,
+        threads=raw["threads"],
+        batch_size=raw["batch_size"],
+        channel_multiple=raw["channel_multiple"],
+        width_fractions=fractions,
+        description=raw.get("description", ""),
+        input_shape=tuple(shape) if shape else None,
+        measure=MeasureSettings(**measure_raw),
+        path=str(path),
+    )
+
+
+def available_targets() -> list[str]:
+    """Names of the targets shipped in the profiles directory."""
+    return sorted(p.stem for p in profiles_dir().glob("*.toml"))
+
+
+def load_target(name_or_path: str) -> Target:
+    """Load a target by name (a file in ``hw_profiles/``) or by path to a TOML file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" or candidate.exists():
+        return parse_target(candidate)
+    path = profiles_dir() / f"{name_or_path}.toml"
+    if not path.exists():
+        raise TargetError(f"--target: unknown target '{name_or_path}' (choose from {', '.join(available_targets())} "
+                          "or give a .toml path)")
+    return parse_target(path)
