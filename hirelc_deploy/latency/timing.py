@@ -1,12 +1,14 @@
 """Noise-resistant latency measurement: warm-up, interleaved bursts, median of burst medians.
 
 The machines this runs on are shared: one burst can be 20% slower than the next. Interleaving variants
-(A B A B ...) exposes them to the same disturbances, and a burst whose own spread shows it was disturbed is
-retried after a short pause.
+(A B A B ...) exposes them to the same disturbances; before each round of bursts we wait while other processes keep
+the CPU busy, and a burst whose own spread shows it was disturbed is retried after a short pause.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -15,6 +17,8 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ..targets import MeasureSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,37 @@ def _rel_iqr(times: list[float]) -> float:
     return float((q3 - q1) / med) if med > 0 else 0.0
 
 
+def _busy_cores(sample_s: float = 0.2) -> float:
+    """CPU cores kept busy by other processes over a short idle sample (0 where /proc/stat is missing)."""
+    def read() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as handle:
+            values = [int(v) for v in handle.readline().split()[1:]]
+        idle = values[3] + values[4]  # idle + iowait
+        return sum(values) - idle, sum(values)
+
+    try:
+        busy0, total0 = read()
+        time.sleep(sample_s)
+        busy1, total1 = read()
+    except OSError:
+        return 0.0
+    cores = os.cpu_count() or 1
+    return cores * (busy1 - busy0) / max(1, total1 - total0)
+
+
+def wait_until_quiet(max_busy_cores: float, max_wait_s: float) -> float:
+    """Wait (up to ``max_wait_s``) until other processes use at most ``max_busy_cores``; return the last load."""
+    deadline = time.monotonic() + max_wait_s
+    load = _busy_cores()
+    while load > max_busy_cores and time.monotonic() < deadline:
+        log.info("machine busy (%.2f cores in use by others), waiting", load)
+        time.sleep(1.0)
+        load = _busy_cores()
+    if load > max_busy_cores:
+        log.warning("machine still busy (%.2f cores in use by others): timings may be inflated", load)
+    return load
+
+
 def measure_interleaved(runners: Mapping[str, Callable[[], object]], settings: MeasureSettings,
                         on_burst: Callable[[], None] | None = None) -> dict[str, Timing]:
     """Time every runner in interleaved bursts; ``on_burst`` is called after each burst of each runner."""
@@ -66,6 +101,7 @@ def measure_interleaved(runners: Mapping[str, Callable[[], object]], settings: M
     medians: dict[str, list[float]] = {n: [] for n in names}
     retried = dict.fromkeys(names, 0)
     for burst in range(settings.bursts):
+        wait_until_quiet(settings.max_busy_cores, settings.max_wait_s)
         # Rotate the order so no variant always runs right after the same neighbour.
         order = names[burst % len(names):] + names[: burst % len(names)]
         for name in order:

@@ -27,7 +27,8 @@ class Fingerprint:
     batch_size: int
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready form (lists, not tuples, so a saved and reloaded fingerprint compares equal)."""
+        return {**asdict(self), "cpu_flags": list(self.cpu_flags)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Fingerprint":

@@ -29,6 +29,8 @@ class MeasureSettings:
     max_burst_rel_iqr: float = 0.30
     max_retries: int = 3
     retry_sleep_s: float = 0.5
+    max_busy_cores: float = 0.5  # load from other processes above which a burst round waits
+    max_wait_s: float = 30.0
 
 
 @dataclass(frozen=True)

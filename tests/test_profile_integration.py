@@ -1,0 +1,42 @@
+"""Profile ResNet-20 on a real ONNX Runtime session with a reduced grid, then validate 3 configurations."""
+
+import json
+import math
+
+import pytest
+
+from hirelc_deploy.latency import load_table, profile, validate
+from hirelc_deploy.latency.profile import profiling_configs
+from hirelc_deploy.targets import current_fingerprint
+
+pytestmark = pytest.mark.slow
+
+
+def test_profiling_configs_cover_every_width_and_precision(tiny_target):
+    uniform, mixed = profiling_configs("resnet20", tiny_target)
+    assert len(uniform) == 4  # 2 width levels x 2 precisions
+    assert {c.precisions[0] for c in uniform} == {"fp32", "int8"}
+    assert {c.widths[-1] for c in uniform} == {32, 64}
+    assert len(mixed) == 2 and all(len(set(c.precisions)) == 2 for c in mixed)
+
+
+def test_profile_and_validate_resnet20(tiny_target, tmp_path):
+    steps = []
+    table = profile("resnet20", tiny_target, progress=lambda phase, n=1: steps.append(phase))
+    assert {"exporting", "profiling", "timing"} <= set(steps)
+    assert table.kind == "measured" and table.fingerprint == current_fingerprint(tiny_target).to_dict()
+    assert len(table.blocks) == 9 and table.blocks[0].widths == [8, 16]
+    assert table.fixed_ms > 0
+    assert all(v > 0 for b in table.blocks for vals in b.latency_ms.values() for v in vals)
+    saved = load_table(table.save(tmp_path / "t.json"))
+    assert saved.predict([16] * 3 + [32] * 3 + [64] * 3, ["fp32"] * 9) == pytest.approx(
+        table.predict([16] * 3 + [32] * 3 + [64] * 3, ["fp32"] * 9))
+
+    report = validate(table, tiny_target, count=3, seed=0)
+    assert [r.label for r in report.rows] == ["fp32-full", "int8-half", "random0", "random1", "random2"]
+    for row in report.rows:
+        assert row.measured_ms > 0 and math.isfinite(row.abs_pct_error)
+        assert row.predicted_ms == pytest.approx(table.predict(row.widths, row.precisions))
+    summary = report.summary()
+    assert summary["all"]["count"] == 5 and math.isfinite(summary["all"]["median_ape"])
+    json.dumps(report.to_dict())
