@@ -13,11 +13,23 @@ pytestmark = pytest.mark.slow
 
 
 def test_profiling_configs_cover_every_width_and_precision(tiny_target):
-    uniform, mixed = profiling_configs("resnet20", tiny_target)
+    uniform, mixed, isolated = profiling_configs("resnet20", tiny_target)
     assert len(uniform) == 4  # 2 width levels x 2 precisions
     assert {c.precisions[0] for c in uniform} == {"fp32", "int8"}
     assert {c.widths[-1] for c in uniform} == {32, 64}
-    assert len(mixed) == 2 and all(len(set(c.precisions)) == 2 for c in mixed)
+    assert len(mixed) == 4 and all(len(set(c.precisions)) == 2 for c in mixed)
+    # every interior boundary changes precision in both directions somewhere; the ends (FP32 stem and head)
+    # in the one direction they can
+    for k in range(10):
+        seen = set()
+        for c in mixed:
+            chain = ["fp32", *c.precisions, "fp32"]
+            if chain[k] != chain[k + 1]:
+                seen.add((chain[k], chain[k + 1]))
+        expected = {("fp32", "int8")} if k == 0 else {("int8", "fp32")} if k == 9 else {("fp32", "int8"),
+                                                                                      ("int8", "fp32")}
+        assert seen == expected, k
+    assert [c.precisions[:3] for c in isolated] == [("int8", "fp32", "int8"), ("fp32", "int8", "fp32")]
 
 
 def test_profile_and_validate_resnet20(tiny_target, tmp_path):

@@ -67,3 +67,13 @@ def test_fingerprint_mismatch_is_an_error_unless_forced():
         table.check_device(here)
     table.check_device(here, force=True)
     _table().check_device(here)
+
+
+def test_isolated_blocks_save_a_fraction_of_their_boundary_costs():
+    table = _table()
+    table.transitions_ms = [{"fp32->int8": 0.1}, {"fp32->int8": 0.2, "int8->fp32": 0.3}, {"int8->fp32": 0.4}]
+    # block 0 is int8 between the FP32 stem and an FP32 block 1: isolated, mean boundary cost (0.1 + 0.3) / 2
+    assert table.isolated_saving(["int8", "fp32"]) == pytest.approx(0.2)
+    assert table.isolated_saving(["int8", "int8"]) == 0.0
+    table.isolated_block_factor = 0.5
+    assert table.predict([8, 8], ["int8", "fp32"]) == pytest.approx(10 + 1 + 4 + 0.1 + 0.3 - 0.5 * 0.2)

@@ -12,7 +12,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Sequence
 
-from .table import STEM_HEAD_PRECISION, BlockLatency, transition_key
+from .table import STEM_HEAD_PRECISION, BlockLatency, LatencyTable, transition_key
 from .timing import Timing
 
 
@@ -66,11 +66,12 @@ def _block_latencies(uniform: Sequence[Observation], fixed: float, transitions: 
 
 def _transitions(mixed: Sequence[Observation], fixed: float, overhead_ms: float,
                  lookup: "callable", n_blocks: int) -> list[dict[str, float]]:
-    """Boundary costs from networks whose adjacent blocks alternate precision.
+    """Boundary costs from networks that mix precisions.
 
     A block's excess over its uniform-context latency is split equally between its adjacent boundaries that
     are precision changes; the stem/head excess goes to the end boundaries. The excesses add up to the
-    measured end-to-end time minus the additive prediction, so nothing measured is lost.
+    measured end-to-end time minus the additive prediction, so nothing measured is lost (a block with no
+    adjacent change keeps its excess out of the boundaries: it is noise around its uniform-context value).
     """
     estimates: list[dict[str, list[float]]] = [dict() for _ in range(n_blocks + 1)]
     for obs in mixed:
@@ -99,7 +100,7 @@ def solve(uniform: Sequence[Observation], mixed: Sequence[Observation], overhead
     """Fixed cost, per-block latencies and boundary costs that reproduce the measured networks.
 
     ``uniform`` networks have one precision throughout (one per width level and precision); ``mixed`` ones
-    alternate precisions between neighbours. Block latencies and boundary costs depend on each other (a
+    change precision between some neighbouring blocks. Block latencies and boundary costs depend on each other (a
     uniform INT8 network still converts at the stem and the head), so they are refined a few times.
     """
     n = len(names)
@@ -121,3 +122,21 @@ def solve(uniform: Sequence[Observation], mixed: Sequence[Observation], overhead
         ]
         transitions = _transitions(mixed, fixed, overhead_ms, lambda b, w, p: blocks[b].lookup(w, p), n)
     return fixed, blocks, transitions
+
+
+def isolation_factor(table: LatencyTable, measured: Sequence[tuple[Sequence[int], Sequence[str], float]]) -> float:
+    """Fraction of its boundary costs an isolated block saves, fitted to networks that alternate precision.
+
+    A block whose two neighbours both run another precision (``fp32 int8 fp32``) converts more cheaply than
+    two boundaries of longer runs would: ONNX Runtime folds part of the quantize/dequantize work into the
+    block's own kernels. One least-squares factor over the measured alternating networks captures it.
+    """
+    saved, observed = [], []
+    for widths, precisions, e2e in measured:
+        table.isolated_block_factor = 0.0
+        base = table.predict(widths, precisions)
+        saved.append(table.isolated_saving(precisions))
+        observed.append(base - e2e)
+    table.isolated_block_factor = 0.0
+    denom = sum(s * s for s in saved)
+    return sum(s * o for s, o in zip(saved, observed)) / denom if denom > 0 else 0.0

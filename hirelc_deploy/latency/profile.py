@@ -32,9 +32,22 @@ def model_input_shape(model: str, target: Target) -> tuple[int, ...]:
     return (target.batch_size, *(target.input_shape or get_model_spec(model).input_shape))
 
 
+def _pairs_pattern(n: int, phase: int, low: str) -> tuple[str, ...]:
+    """Precisions in runs of two blocks (``low low fp32 fp32 ...``) shifted by ``phase``."""
+    return tuple(low if ((i + phase) // 2) % 2 == 0 else "fp32" for i in range(n))
+
+
 def profiling_configs(model: str, target: Target, fractions: Sequence[float] | None = None
-                      ) -> tuple[list[Config], list[Config]]:
-    """Uniform networks (every width level at every precision) and alternating-precision ones (full width)."""
+                      ) -> tuple[list[Config], list[Config], list[Config]]:
+    """Uniform networks (every width level at every precision), mixed-precision ones (full width), and
+    strictly alternating ones (full width, timed end to end only).
+
+    Mixed networks change precision every two blocks, at four phases, so each boundary is seen changing in
+    both directions. Runs of two are used rather than strict alternation because an isolated INT8 block
+    converts more cheaply than the runs that real policies contain (measured on ResNet-56: alternation
+    under-predicts runs of 2-3 blocks by 3-4%); the alternating networks then measure how much cheaper an
+    isolated block's conversions are (see ``LatencyTable.isolated_block_factor``).
+    """
     blocks = get_model_spec(model).blocks()
     uniform = []
     for fraction in sorted(set(fractions or target.width_fractions) | {1.0}):
@@ -44,22 +57,21 @@ def profiling_configs(model: str, target: Target, fractions: Sequence[float] | N
         )
         uniform += [Config(widths, (p,) * len(blocks)) for p in target.precisions]
     full = tuple(b.full_width for b in blocks)
-    mixed = []
-    for other in (p for p in target.precisions if p != "fp32"):
-        for parity in (0, 1):
-            mixed.append(Config(full, tuple(other if i % 2 == parity else "fp32" for i in range(len(blocks)))))
-    return list(dict.fromkeys(uniform)), mixed
+    mixed = [Config(full, _pairs_pattern(len(blocks), phase, low))
+             for low in target.precisions if low != "fp32" for phase in range(4)]
+    isolated = [Config(full, tuple(low if i % 2 == parity else "fp32" for i in range(len(blocks))))
+                for low in target.precisions if low != "fp32" for parity in (0, 1)]
+    return list(dict.fromkeys(uniform)), list(dict.fromkeys(mixed)), list(dict.fromkeys(isolated))
 
 
 def measure_configs(model: str, target: Target, configs: Sequence[Config], workdir: Path,
-                    progress: Progress | None = None, with_profile: bool = True):
-    """Build every configuration, profile it (optional) and time all of them interleaved end to end.
+                    progress: Progress | None = None, profiled: int = 0):
+    """Build every configuration, profile the first ``profiled`` ones and time all of them interleaved.
 
-    Returns (timings per config, profiler observations per config or None, overhead timing).
+    Returns (timings per config, profiler observations of the profiled ones, per-call overhead timing).
     """
     spec = get_model_spec(model)
-    blocks = spec.blocks()
-    prefixes = [b.onnx_prefix for b in blocks]
+    prefixes = [b.onnx_prefix for b in spec.blocks()]
     shape = model_input_shape(model, target)
     note = progress or (lambda *_: None)
     paths = []
@@ -67,11 +79,10 @@ def measure_configs(model: str, target: Target, configs: Sequence[Config], workd
         paths.append(build_variant(spec, config.widths, config.precisions, shape, workdir / f"config{i}.onnx"))
         note("exporting", 1)
     profiles = []
-    if with_profile:
-        for path in paths:
-            profiles.append(profile_nodes(path, target, shape, target.measure.profile_runs,
-                                          target.measure.warmup_runs, prefixes))
-            note("profiling", 1)
+    for path in paths[:profiled]:
+        profiles.append(profile_nodes(path, target, shape, target.measure.profile_runs,
+                                      target.measure.warmup_runs, prefixes))
+        note("profiling", 1)
     overhead_path = overhead_model(shape, spec.num_classes, workdir / "overhead.onnx")
     runners = {"overhead": runner(make_session(overhead_path, target), shape)}
     runners.update({f"config{i}": runner(make_session(p, target), shape) for i, p in enumerate(paths)})
@@ -82,15 +93,16 @@ def measure_configs(model: str, target: Target, configs: Sequence[Config], workd
             tuple(prof.times_ms.get(p, 0.0) for p in prefixes), prof.times_ms.get(FIXED, 0.0),
         )
         for i, (c, prof) in enumerate(zip(configs, profiles))
-    ] if with_profile else None
+    ]
     return [timings[f"config{i}"] for i in range(len(configs))], observations, timings["overhead"]
 
 
 def profile_steps(model: str, target: Target, fractions: Sequence[float] | None = None) -> int:
     """Number of progress units ``profile`` reports (for progress bars)."""
-    uniform, mixed = profiling_configs(model, target, fractions)
-    n = len(uniform) + len(mixed)
-    return 2 * n + target.measure.bursts * (n + 1)
+    uniform, mixed, isolated = profiling_configs(model, target, fractions)
+    profiled = len(uniform) + len(mixed)
+    n = profiled + len(isolated)
+    return n + profiled + target.measure.bursts * (n + 1)
 
 
 def profile(model: str, target: Target, fractions: Sequence[float] | None = None,
@@ -99,14 +111,16 @@ def profile(model: str, target: Target, fractions: Sequence[float] | None = None
     if target.backend != "onnxruntime":
         raise NotImplementedError(f"measured profiling for backend {target.backend} is not implemented yet")
     blocks = get_model_spec(model).blocks()
-    uniform, mixed = profiling_configs(model, target, fractions)
+    uniform, mixed, isolated = profiling_configs(model, target, fractions)
+    profiled = len(uniform) + len(mixed)
     with tempfile.TemporaryDirectory() as tmp:
-        _, observations, overhead = measure_configs(model, target, uniform + mixed, Path(tmp), progress)
+        timings, observations, overhead = measure_configs(model, target, uniform + mixed + isolated, Path(tmp),
+                                                          progress, profiled=profiled)
     fixed, block_tables, transitions = attribution.solve(
         observations[: len(uniform)], observations[len(uniform):], overhead.median_ms,
         [b.name for b in blocks], [b.full_width for b in blocks],
     )
-    return LatencyTable(
+    table = LatencyTable(
         model=model,
         target=target.name,
         kind="measured",
@@ -124,3 +138,6 @@ def profile(model: str, target: Target, fractions: Sequence[float] | None = None
             "measure": vars(target.measure),
         },
     )
+    table.isolated_block_factor = attribution.isolation_factor(
+        table, [(c.widths, c.precisions, t.median_ms) for c, t in zip(isolated, timings[profiled:])])
+    return table

@@ -91,16 +91,27 @@ def wait_until_quiet(max_busy_cores: float, max_wait_s: float) -> float:
     return load
 
 
+def _too_spread(medians: dict[str, list[float]], settings: MeasureSettings) -> bool:
+    """True while some variant's burst medians disagree by more than the target relative spread."""
+    return any(_rel_iqr(values) > settings.max_rel_spread for values in medians.values() if values)
+
+
 def measure_interleaved(runners: Mapping[str, Callable[[], object]], settings: MeasureSettings,
                         on_burst: Callable[[], None] | None = None) -> dict[str, Timing]:
-    """Time every runner in interleaved bursts; ``on_burst`` is called after each burst of each runner."""
+    """Time every runner in interleaved bursts; ``on_burst`` is called after each burst of each runner.
+
+    After ``settings.bursts`` rounds, more rounds follow (up to ``settings.max_bursts``) while any variant's
+    burst medians are spread by more than ``settings.max_rel_spread``: a disturbed measurement is repeated
+    rather than reported.
+    """
     names = list(runners)
     for name in names:
         for _ in range(settings.warmup_runs):
             runners[name]()
     medians: dict[str, list[float]] = {n: [] for n in names}
     retried = dict.fromkeys(names, 0)
-    for burst in range(settings.bursts):
+    burst = 0
+    while burst < settings.bursts or (burst < settings.max_bursts and _too_spread(medians, settings)):
         wait_until_quiet(settings.max_busy_cores, settings.max_wait_s)
         # Rotate the order so no variant always runs right after the same neighbour.
         order = names[burst % len(names):] + names[: burst % len(names)]
@@ -114,4 +125,5 @@ def measure_interleaved(runners: Mapping[str, Callable[[], object]], settings: M
             medians[name].append(statistics.median(times))
             if on_burst:
                 on_burst()
+        burst += 1
     return {n: summarize(medians[n], retried[n]) for n in names}

@@ -94,8 +94,7 @@ def validate(table: LatencyTable, target: Target, count: int, seed: int = 0,
     get_model_spec(table.model)
     configs = validation_configs(table, count, seed)
     with tempfile.TemporaryDirectory() as tmp:
-        timings, _, _ = measure_configs(table.model, target, [c for _, c in configs], Path(tmp), progress,
-                                        with_profile=False)
+        timings, _, _ = measure_configs(table.model, target, [c for _, c in configs], Path(tmp), progress)
     rows = [
         ValidationRow(label, list(c.widths), list(c.precisions), table.predict(c.widths, c.precisions),
                       t.median_ms, t.spread_ms)

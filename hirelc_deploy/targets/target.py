@@ -24,6 +24,8 @@ class MeasureSettings:
 
     warmup_runs: int = 20
     bursts: int = 7
+    max_bursts: int = 15  # extra rounds allowed while burst medians disagree by more than max_rel_spread
+    max_rel_spread: float = 0.03
     runs_per_burst: int = 30
     profile_runs: int = 30
     max_burst_rel_iqr: float = 0.30
