@@ -41,7 +41,7 @@ def test_disturbed_measurements_get_extra_bursts():
         time.sleep(0.01 if state["calls"] <= 2 * 3 else 0.001)
 
     settings = MeasureSettings(warmup_runs=0, bursts=3, max_bursts=12, runs_per_burst=3, max_retries=0,
-                               max_wait_s=0.0, max_busy_cores=64.0, max_rel_spread=0.5)
+                               max_wait_s=0.0, max_busy_cores=64.0, max_rel_spread=0.2)
     result = measure_interleaved({"a": run}, settings)
     assert 3 < result["a"].bursts <= 12
     assert result["a"].median_ms < 5.0
