@@ -36,6 +36,14 @@ Workflow (data flows one way: profile -> table -> search -> policy -> export -> 
   1. hirelc profile --model resnet56 --target cpu-ort-1t --validate 8
      Measure the block latency table of a model on this device and check
      that it predicts real exported engines (predicted vs measured latency).
+  2. hirelc sensitivity --model resnet56 --weights W.th --data ../shared/datasets/cifar10
+     Fisher sensitivity per block on held-out training images.
+  3. hirelc plan --table latency_tables/resnet56__cpu-ort-1t.json --fraction 0.5 --precision int8
+     Write a policy (inner width and precision per block) with its predicted latency.
+  4. hirelc export --model resnet56 --weights W.th --data D --target cpu-ort-1t --policy policy.json --out DIR
+     Prune for real, recalibrate BatchNorm, distil, export ONNX (INT8 blocks quantized) + manifest.
+  5. hirelc bench DIR/model.onnx --target cpu-ort-1t --data D --baseline DIR/baseline_fp32.onnx
+     Measured latency (interleaved with the baseline), top-1 of the engine on the test split, size.
   hirelc models / hirelc targets list what is built in.
 """
 
@@ -152,6 +160,194 @@ def profile_cmd(
         print(json.dumps(summary, indent=2))
     elif not _state["quiet"]:
         console.print(f"run directory: {run}")
+
+
+def _fingerprint_of_table(table_path: Optional[Path], model: str, target) -> tuple[dict, Optional[object]]:
+    path = table_path or default_table_path(tables_dir(), model, target.name)
+    if not Path(path).exists():
+        return {}, None
+    table = load_table(path)
+    table.check_device(current_fingerprint(target), source=str(path))
+    return table.fingerprint, table
+
+
+@app.command("sensitivity")
+def sensitivity_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="Built-in model name."),
+    weights: Path = typer.Option(..., "--weights", "-w", help="Checkpoint (.th/.pt, loaded weights-only)."),
+    data: Path = typer.Option(..., "--data", "-d", help="Dataset root (ImageFolder with train/ or CIFAR batches)."),
+    samples: int = typer.Option(256, "--samples", min=1, help="Held-out training images for the Fisher."),
+    seed: int = typer.Option(0, "--seed"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the sensitivity JSON here."),
+):
+    """Fisher-information sensitivity per block (held-out part of the train split, never the test split).
+
+    Example: hirelc sensitivity --model resnet56 --weights resnet56.th --data ../shared/datasets/cifar10
+    """
+    from .pipeline import DataConfig, load_model, prepare_data, sensitivity_of
+
+    spec = get_model_spec(model)
+    config = DataConfig(seed=seed, train_images=1, heldout_images=samples, fisher_images=samples)
+    teacher = load_model(spec, weights)
+    data = prepare_data(spec, data, config)
+    with _progress(samples, "Fisher") as note:
+        sens = sensitivity_of(teacher, spec, data, config, on_sample=lambda: note("per-sample gradients", 1))
+    if out:
+        sens.save(out)
+    if not _state["quiet"]:
+        table = Table(title=f"Fisher sensitivity of {model} ({sens.samples} held-out images)")
+        for col in ("block", "params", "Fisher trace", "per param", "relative"):
+            table.add_column(col, justify="left" if col == "block" else "right")
+        for b in sens.blocks:
+            bar = "#" * round(20 * b.relative)
+            table.add_row(b.name, str(b.params), f"{b.fisher_trace:.4g}", f"{b.fisher_per_param:.3g}",
+                          f"{b.relative:.2f} {bar}")
+        Console().print(table)
+
+
+@app.command("plan")
+def plan_cmd(
+    table_path: Path = typer.Option(..., "--table", help="Latency table of the model on the target."),
+    fraction: float = typer.Option(1.0, "--fraction", min=0.0, max=1.0, help="Inner width fraction for every block."),
+    precision: str = typer.Option("fp32", "--precision", help="Precision of every block."),
+    out: Path = typer.Option(Path("policy.json"), "--out", help="Policy JSON to write."),
+):
+    """Write a uniform policy (same width fraction and precision everywhere) with its predicted latency.
+
+    Example: hirelc plan --table latency_tables/resnet56__cpu-ort-1t.json --fraction 0.5 --precision int8
+    """
+    from .search import nearest_widths, plan_policy
+
+    table = load_table(table_path)
+    if precision not in table.precisions:
+        raise InputError(f"--precision: '{precision}' not in the table ({', '.join(table.precisions)})")
+    policy = plan_policy(table, nearest_widths(table, fraction), [precision] * len(table.blocks),
+                         planned=f"uniform {fraction} {precision}")
+    policy.save(out)
+    print(f"{out}: predicted {policy.predicted_latency_ms:.4f} ms ({table.kind} table, not a measurement)")
+
+
+@app.command("export")
+def export_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="Built-in model name."),
+    weights: Path = typer.Option(..., "--weights", "-w", help="Checkpoint of the uncompressed model."),
+    data: Path = typer.Option(..., "--data", "-d", help="Dataset root; only its train split is used."),
+    target: str = typer.Option(..., "--target", "-t", help="Target name or .toml path."),
+    policy_path: Path = typer.Option(..., "--policy", "-p", help="Policy JSON (from `hirelc plan` or a search)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory (model.onnx, baseline_fp32.onnx, manifest)."),
+    finetune_epochs: float = typer.Option(1.0, "--finetune-epochs", min=0.0, help="Distillation epochs (0 = none)."),
+    finetune_images: int = typer.Option(10_000, "--finetune-images", min=1, help="Training images used."),
+    lr: float = typer.Option(0.01, "--lr", help="Fine-tuning learning rate (cosine schedule)."),
+    criterion: str = typer.Option("fisher", "--criterion", help="Channel importance: fisher or l1."),
+    table_path: Optional[Path] = typer.Option(None, "--table", help="Latency table (default latency_tables/...)."),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """Apply a policy for real (channels removed, INT8 kernels), fine-tune by distillation and export.
+
+    Example: hirelc export --model resnet56 --weights resnet56.th --data ../shared/datasets/cifar10
+    --target cpu-ort-1t --policy policy.json --out artifacts/r56 --finetune-epochs 1
+    """
+    from .apply import DistillConfig
+    from .pipeline import DataConfig, export_policy, load_model, prepare_data, sensitivity_of
+    from .policy import load_policy
+
+    if criterion not in ("fisher", "l1"):
+        raise InputError(f"--criterion: expected fisher or l1, got '{criterion}'")
+    spec = get_model_spec(model)
+    tgt = load_target(target)
+    policy = load_policy(policy_path)
+    fingerprint, _ = _fingerprint_of_table(table_path, model, tgt)
+    torch_seed(seed)
+    teacher = load_model(spec, weights)
+    config = DataConfig(seed=seed, train_images=finetune_images)
+    with _progress(finetune_images + config.heldout_images, "decoding images") as note:
+        prepared = prepare_data(spec, data, config, on_image=lambda: note("decoding", 1))
+    sens = None
+    if criterion == "fisher":
+        with _progress(config.fisher_images, "Fisher") as note:
+            sens = sensitivity_of(teacher, spec, prepared, config, lambda: note("per-sample gradients", 1))
+    steps = max(1, round(finetune_epochs * (len(prepared.train) // config.batch_size)))
+    with _progress(steps, "fine-tuning") as note:
+        _, manifest = export_policy(teacher, spec, policy, tgt, prepared, config,
+                                    DistillConfig(epochs=finetune_epochs, lr=lr), out, fingerprint, sens,
+                                    criterion, note)
+    if sens is not None:
+        sens.save(out / "sensitivity.json")
+    policy.save(out / "policy.json")
+    checks = manifest.checks
+    print(f"{out / 'model.onnx'}: {sum(1 for v in manifest.quantized_blocks.values() if v)} INT8 blocks running "
+          f"quantized kernels; predicted {manifest.predicted_latency_ms} ms ({manifest.latency_kind} table); "
+          f"top-1 agreement with PyTorch {checks['final_top1_agreement_with_torch']:.3f} on "
+          f"{checks['check_images']} held-out images")
+
+
+@app.command("bench")
+def bench_cmd(
+    artifact: Path = typer.Argument(..., help="Exported ONNX model to measure."),
+    target: str = typer.Option(..., "--target", "-t", help="Target name or .toml path."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Dataset root: top-1 on its test split."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="ONNX model to compare against (interleaved)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use only the first N test images per class."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Result JSON (default: beside the artifact)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+):
+    """Measure an exported engine: latency (and speedup over --baseline), top-1 through the engine, size.
+
+    Example: hirelc bench artifacts/r56/model.onnx --target cpu-ort-1t --data ../shared/datasets/cifar10
+    --baseline artifacts/r56/baseline_fp32.onnx
+    """
+    from .bench import bench
+    from .data import Normalize, load_images, open_dataset
+
+    tgt = load_target(target)
+    images = normalize = None
+    if data is not None:
+        dataset = open_dataset(data, "test", limit_per_class=limit)
+        with _progress(len(dataset), "decoding test images") as note:
+            images = load_images(dataset, on_image=lambda: note("decoding", 1))
+        spec = _spec_for_artifact(artifact)
+        normalize = Normalize(spec.mean, spec.std) if spec else Normalize((0.485, 0.456, 0.406),
+                                                                          (0.229, 0.224, 0.225))
+    with _progress(tgt.measure.bursts * (2 if baseline else 1), "benchmarking") as note:
+        result = bench(artifact, tgt, images, normalize, baseline, on_progress=lambda phase: note(phase, 1))
+    destination = out or Path(artifact).with_suffix(".bench.json")
+    result.save(destination)
+    if as_json:
+        print(json.dumps(result.__dict__, indent=2))
+        return
+    table = Table(title=f"{artifact} on {tgt.name} (measured)")
+    for col in ("", "latency ms (median)", "spread ms (IQR)", "size MB", "top-1"):
+        table.add_column(col, justify="right")
+    top1 = f"{100 * result.top1:.2f}% ({result.top1_images})" if result.top1 is not None else "-"
+    lat = result.latency_ms
+    table.add_row("artifact", f"{lat['median_ms']:.4f}", f"{lat['q3_ms'] - lat['q1_ms']:.4f}",
+                  f"{result.file_bytes / 1e6:.2f}", top1)
+    if result.baseline_latency_ms:
+        b = result.baseline_latency_ms
+        table.add_row("baseline", f"{b['median_ms']:.4f}", f"{b['q3_ms'] - b['q1_ms']:.4f}",
+                      f"{result.baseline_file_bytes / 1e6:.2f}", "")
+    Console().print(table)
+    if result.speedup is not None:
+        Console().print(f"speedup over baseline: {result.speedup:.2f}x   result: {destination}")
+
+
+def _spec_for_artifact(artifact: Path):
+    """The model spec named by the manifest beside an artifact, if there is one."""
+    from .export import load_manifest
+
+    try:
+        return get_model_spec(load_manifest(Path(artifact).parent).model)
+    except HirelcError:
+        return None
+
+
+def torch_seed(seed: int) -> None:
+    """Seed torch and numpy so a run repeats."""
+    import numpy as np
+    import torch
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)
 
 
 @app.command("models")

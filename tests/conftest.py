@@ -56,3 +56,27 @@ def shared() -> Path:
 
 def pytest_configure(config):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def make_image_folder(root: Path, per_class: int, classes: int = 10, size: int = 32, seed: int = 0) -> Path:
+    """ImageFolder of random PNGs whose mean colour leans towards their class (learnable but not trivial)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for c in range(classes):
+        folder = root / f"class{c:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            base = rng.integers(0, 256, size=(size, size, 3))
+            base[..., c % 3] = (base[..., c % 3] + 40 * (c // 3 + 1)) % 256
+            Image.fromarray(base.astype(np.uint8)).save(folder / f"{i:04d}.png")
+    return root
+
+
+@pytest.fixture
+def tiny_cifar(tmp_path: Path) -> Path:
+    """A 10-class ImageFolder dataset with train/ (24 per class) and test/ (4 per class) splits."""
+    root = tmp_path / "data"
+    make_image_folder(root / "train", 24, seed=1)
+    make_image_folder(root / "test", 4, seed=2)
+    return root

@@ -4,7 +4,7 @@ import onnxruntime as ort
 import torch
 
 from hirelc_deploy.export import export_onnx, quantize_blocks
-from hirelc_deploy.latency.ort_runner import FIXED, node_owners
+from hirelc_deploy.latency.ort_runner import HEAD, STEM, node_owners
 from hirelc_deploy.models import get_model_spec
 
 
@@ -63,9 +63,9 @@ def test_node_owners_give_optimizer_nodes_a_neighbours_block():
     graph = g.make_graph(nodes, "t", [vi("x", onnx.TensorProto.FLOAT, [1])], [vi("y", onnx.TensorProto.FLOAT, [1])])
     owners = node_owners(g.make_model(graph), ["/layer1/layer1.0/", "/layer1/layer1.1/", "/layer1/layer1.10/"])
     assert owners == {
-        "/relu/Relu": FIXED,
+        "/relu/Relu": STEM,
         "Transpose_token_1": "/layer1/layer1.0/",
         "/layer1/layer1.0/conv1/Conv": "/layer1/layer1.0/",
         "/layer1/layer1.10/conv1/Conv": "/layer1/layer1.10/",
-        "/linear/Gemm": FIXED,
+        "/linear/Gemm": HEAD,
     }

@@ -7,6 +7,7 @@ from pathlib import Path
 from ..errors import DatasetError
 from .cifar_batches import CifarBatchesDataset, RestrictedUnpickler, load_batch_file
 from .imagefolder import IMAGE_EXTENSIONS, ImageFolderDataset, Transform
+from .images import ImageSet, check_classes, dataset_labels, load_images
 from .splits import split_indices, stratified_split
 from .transforms import CIFAR_MEAN, CIFAR_STD, Normalize
 
@@ -45,8 +46,12 @@ __all__ = [
     "CifarBatchesDataset",
     "IMAGE_EXTENSIONS",
     "ImageFolderDataset",
+    "ImageSet",
     "Normalize",
     "RestrictedUnpickler",
+    "check_classes",
+    "dataset_labels",
+    "load_images",
     "load_batch_file",
     "open_dataset",
     "split_indices",

@@ -24,7 +24,16 @@ class Observation:
     precisions: tuple[str, ...]
     e2e: Timing
     block_ms: tuple[float, ...]  # profiler time attributed to each block
-    fixed_ms: float  # profiler time of nodes outside every block (stem, head)
+    stem_ms: float  # profiler time of nodes outside every block, before the first block
+    head_ms: float  # ... and after it
+
+    @property
+    def fixed_ms(self) -> float:
+        return self.stem_ms + self.head_ms
+
+    def scale(self, overhead_ms: float) -> float:
+        """Factor that turns this network's profiler times into shares of its end-to-end latency."""
+        return (self.e2e.median_ms - overhead_ms) / (sum(self.block_ms) + self.fixed_ms)
 
 
 def _chain(precisions: Sequence[str]) -> list[str]:
@@ -37,16 +46,16 @@ def _boundary_cost(transitions: list[dict[str, float]], precisions: Sequence[str
                for k, (a, b) in enumerate(zip(chain, chain[1:])) if a != b)
 
 
-def _fixed_cost(uniform: Sequence[Observation], overhead_ms: float) -> float:
-    """Stem, head and per-call session overhead, from the all-FP32 networks (which have no boundaries)."""
-    values = []
+def _stem_head(uniform: Sequence[Observation], overhead_ms: float) -> tuple[float, float]:
+    """Stem and head latency from the all-FP32 networks (which have no boundaries)."""
+    stems, heads = [], []
     for obs in uniform:
         if set(obs.precisions) == {STEM_HEAD_PRECISION}:
-            scale = (obs.e2e.median_ms - overhead_ms) / (sum(obs.block_ms) + obs.fixed_ms)
-            values.append(overhead_ms + scale * obs.fixed_ms)
-    if not values:
+            stems.append(obs.scale(overhead_ms) * obs.stem_ms)
+            heads.append(obs.scale(overhead_ms) * obs.head_ms)
+    if not stems:
         raise ValueError("profiling needs at least one all-FP32 uniform configuration")
-    return statistics.median(values)
+    return statistics.median(stems), statistics.median(heads)
 
 
 def _block_latencies(uniform: Sequence[Observation], fixed: float, transitions: list[dict[str, float]],
@@ -64,18 +73,20 @@ def _block_latencies(uniform: Sequence[Observation], fixed: float, transitions: 
     return values, spreads
 
 
-def _transitions(mixed: Sequence[Observation], fixed: float, overhead_ms: float,
+def _transitions(mixed: Sequence[Observation], stem_head: tuple[float, float], overhead_ms: float,
                  lookup: "callable", n_blocks: int) -> list[dict[str, float]]:
     """Boundary costs from networks that mix precisions.
 
     A block's excess over its uniform-context latency is split equally between its adjacent boundaries that
-    are precision changes; the stem/head excess goes to the end boundaries. The excesses add up to the
-    measured end-to-end time minus the additive prediction, so nothing measured is lost (a block with no
-    adjacent change keeps its excess out of the boundaries: it is noise around its uniform-context value).
+    are precision changes; the stem's excess goes to boundary 0 and the head's to boundary n (ONNX Runtime
+    can move a block's quantization into the stem: on ResNet-18 an INT8 first block makes the stem's MaxPool
+    run in uint8, 6 ms instead of 0.25). The excesses add up to the measured end-to-end time minus the
+    additive prediction, so nothing measured is lost (a block with no adjacent change keeps its excess out
+    of the boundaries: it is noise around its uniform-context value).
     """
     estimates: list[dict[str, list[float]]] = [dict() for _ in range(n_blocks + 1)]
     for obs in mixed:
-        scale = (obs.e2e.median_ms - overhead_ms) / (sum(obs.block_ms) + obs.fixed_ms)
+        scale = obs.scale(overhead_ms)
         chain = _chain(obs.precisions)
         is_change = [a != b for a, b in zip(chain, chain[1:])]
         share = [0.0] * (n_blocks + 1)
@@ -84,10 +95,8 @@ def _transitions(mixed: Sequence[Observation], fixed: float, overhead_ms: float,
             sides = [k for k in (b, b + 1) if is_change[k]]
             for k in sides:
                 share[k] += excess / len(sides)
-        fixed_excess = scale * obs.fixed_ms + overhead_ms - fixed
-        ends = [k for k in (0, n_blocks) if is_change[k]]
-        for k in ends:
-            share[k] += fixed_excess / len(ends)
+        share[0] += scale * obs.stem_ms - stem_head[0]
+        share[n_blocks] += scale * obs.head_ms - stem_head[1]
         for k, changed in enumerate(is_change):
             if changed:
                 estimates[k].setdefault(transition_key(chain[k], chain[k + 1]), []).append(share[k])
@@ -105,7 +114,8 @@ def solve(uniform: Sequence[Observation], mixed: Sequence[Observation], overhead
     """
     n = len(names)
     widths = [sorted({obs.widths[b] for obs in uniform}) for b in range(n)]
-    fixed = _fixed_cost(uniform, overhead_ms)
+    stem_head = _stem_head(uniform, overhead_ms)
+    fixed = overhead_ms + sum(stem_head)
     transitions: list[dict[str, float]] = [dict() for _ in range(n + 1)]
     blocks: list[BlockLatency] = []
     for _ in range(iterations):
@@ -120,7 +130,7 @@ def solve(uniform: Sequence[Observation], mixed: Sequence[Observation], overhead
             )
             for b in range(n)
         ]
-        transitions = _transitions(mixed, fixed, overhead_ms, lambda b, w, p: blocks[b].lookup(w, p), n)
+        transitions = _transitions(mixed, stem_head, overhead_ms, lambda b, w, p: blocks[b].lookup(w, p), n)
     return fixed, blocks, transitions
 
 

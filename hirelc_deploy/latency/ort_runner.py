@@ -17,7 +17,8 @@ import onnxruntime as ort
 from ..export import INPUT_NAME
 from ..targets import Target
 
-FIXED = "fixed"  # owner of nodes outside every block: stem, head, layout conversions at the ends
+STEM = "stem"  # owner of nodes outside every block that run before the first block
+HEAD = "head"  # ... and after it
 
 
 def session_options(target: Target) -> ort.SessionOptions:
@@ -43,18 +44,22 @@ def runner(session: ort.InferenceSession, input_shape: Sequence[int], seed: int 
 
 
 def node_owners(model: onnx.ModelProto, prefixes: Sequence[str]) -> dict[str, str]:
-    """Map every node of an (optimised) graph to the block prefix it belongs to, or FIXED.
+    """Map every node of an (optimised) graph to the block prefix it belongs to, or to STEM / HEAD.
 
     Nodes keep their module-path name (``/layer1/layer1.0/conv1/Conv``) through export, quantization and
-    most fusions; a module-path name outside every block (stem, head) is FIXED. Nodes the optimiser or the
-    quantizer create without a module path (layout transposes, reorders, weight DequantizeLinear) get the
-    owner of a neighbour: first of a consumer, then of a producer, repeated until nothing changes.
+    most fusions; a module-path name outside every block is STEM before the first block node (graphs are
+    topologically sorted) and HEAD after it. Nodes the optimiser or the quantizer create without a module
+    path (layout transposes, reorders, weight DequantizeLinear) get the owner of a neighbour: first of a
+    consumer, then of a producer, repeated until nothing changes.
     """
     ordered = sorted(prefixes, key=len, reverse=True)
     owner: dict[str, str | None] = {}
+    outside = STEM
     for node in model.graph.node:
         found = next((p for p in ordered if node.name.startswith(p)), None)
-        owner[node.name] = found or (FIXED if node.name.startswith("/") else None)
+        if found:
+            outside = HEAD
+        owner[node.name] = found or (outside if node.name.startswith("/") else None)
     producers = {out: n.name for n in model.graph.node for out in n.output}
     consumers: dict[str, list[str]] = defaultdict(list)
     for n in model.graph.node:
@@ -73,7 +78,7 @@ def node_owners(model: onnx.ModelProto, prefixes: Sequence[str]) -> dict[str, st
             if found is not None:
                 owner[name] = found
                 changed = True
-    return {name: o or FIXED for name, o in owner.items()}
+    return {name: o or HEAD for name, o in owner.items()}
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,7 @@ class NodeProfile:
 
 def profile_nodes(path: Path, target: Target, input_shape: Sequence[int], runs: int, warmup: int,
                   prefixes: Sequence[str]) -> NodeProfile:
-    """Sum per owner (block prefix or FIXED) of each node's median time over ``runs`` profiled inferences."""
+    """Sum per owner (block prefix, STEM or HEAD) of each node's median time over ``runs`` profiled inferences."""
     with tempfile.TemporaryDirectory() as tmp:
         options = session_options(target)
         options.enable_profiling = True
@@ -106,6 +111,6 @@ def profile_nodes(path: Path, target: Target, input_shape: Sequence[int], runs: 
     totals: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
     for node, durations in per_node.items():
-        totals[owners.get(node, FIXED)] += float(np.median(durations[-runs:]))
-        counts[owners.get(node, FIXED)] += 1
+        totals[owners.get(node, HEAD)] += float(np.median(durations[-runs:]))
+        counts[owners.get(node, HEAD)] += 1
     return NodeProfile(dict(totals), dict(counts))

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 from ..models import get_model_spec
 from ..targets import Target, current_fingerprint
 from . import attribution
-from .ort_runner import FIXED, make_session, profile_nodes, runner
+from .ort_runner import HEAD, STEM, make_session, profile_nodes, runner
 from .table import LatencyTable
 from .timing import measure_interleaved
 from .variants import build_variant, overhead_model
@@ -90,7 +90,8 @@ def measure_configs(model: str, target: Target, configs: Sequence[Config], workd
     observations = [
         attribution.Observation(
             c.widths, c.precisions, timings[f"config{i}"],
-            tuple(prof.times_ms.get(p, 0.0) for p in prefixes), prof.times_ms.get(FIXED, 0.0),
+            tuple(prof.times_ms.get(p, 0.0) for p in prefixes), prof.times_ms.get(STEM, 0.0),
+            prof.times_ms.get(HEAD, 0.0),
         )
         for i, (c, prof) in enumerate(zip(configs, profiles))
     ]

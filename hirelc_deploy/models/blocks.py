@@ -34,9 +34,21 @@ class BlockInfo:
 
 
 class CompressibleBlock(nn.Module):
-    """Base class of every block type: records its widths so the model can describe itself."""
+    """Base class of every block type: records its widths so the model can describe itself.
+
+    Subclasses name their prunable channel groups: ``prune_roots`` are the convolutions whose output
+    channels are the inner channels (torch-pruning follows the dependencies from there), and
+    ``channel_params`` lists, per group, every (module, parameter, dim) indexed by those channels, which is
+    what channel importance is computed over.
+    """
 
     kind = "block"
+
+    def prune_roots(self) -> list[nn.Conv2d]:
+        raise NotImplementedError
+
+    def channel_params(self) -> list[list[tuple[nn.Module, str, int]]]:
+        raise NotImplementedError
 
     def __init__(self, in_channels: int, out_channels: int, inner_width: int, full_width: int, prunable: bool = True):
         super().__init__()

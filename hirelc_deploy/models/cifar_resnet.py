@@ -37,6 +37,13 @@ class CifarBasicBlock(CompressibleBlock):
         if stride != 1 or in_planes != planes:
             self.shortcut = PadShortcut(planes // 4)
 
+    def prune_roots(self) -> list[nn.Conv2d]:
+        return [self.conv1]
+
+    def channel_params(self) -> list[list[tuple[nn.Module, str, int]]]:
+        return [[(self.conv1, "weight", 0), (self.bn1, "weight", 0), (self.bn1, "bias", 0),
+                 (self.conv2, "weight", 1)]]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
@@ -67,6 +74,13 @@ class CifarResNet(nn.Module):
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight)
+
+    def prune_roots(self) -> list[nn.Conv2d]:
+        return [self.conv1]
+
+    def channel_params(self) -> list[list[tuple[nn.Module, str, int]]]:
+        return [[(self.conv1, "weight", 0), (self.bn1, "weight", 0), (self.bn1, "bias", 0),
+                 (self.conv2, "weight", 1)]]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))

@@ -38,6 +38,17 @@ class InvertedResidual(CompressibleBlock):
         ]
         self.conv = nn.Sequential(*layers)
 
+    def prune_roots(self) -> list[nn.Conv2d]:
+        return [self.conv[0][0]] if self.prunable else []
+
+    def channel_params(self) -> list[list[tuple[nn.Module, str, int]]]:
+        if not self.prunable:
+            return []
+        expand, depthwise, project = self.conv[0], self.conv[1], self.conv[2]
+        return [[(expand[0], "weight", 0), (expand[1], "weight", 0), (expand[1], "bias", 0),
+                 (depthwise[0], "weight", 0), (depthwise[1], "weight", 0), (depthwise[1], "bias", 0),
+                 (project, "weight", 1)]]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv(x)
         return x + out if self.use_res_connect else out

@@ -23,6 +23,9 @@ class ModelSpec:
     builder: Callable[..., nn.Module]
     input_shape: tuple[int, int, int]
     num_classes: int
+    # Input normalisation the weights expect; the public CIFAR checkpoints were trained with ImageNet's stats.
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
     def build(self, widths: list[int] | None = None, num_classes: int | None = None) -> nn.Module:
         """Build the model at a width configuration (None = full width) with fresh random weights, in eval mode."""

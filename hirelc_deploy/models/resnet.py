@@ -27,6 +27,13 @@ class BasicBlock(CompressibleBlock):
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = _downsample(in_ch, planes, stride)
 
+    def prune_roots(self) -> list[nn.Conv2d]:
+        return [self.conv1]
+
+    def channel_params(self) -> list[list[tuple[nn.Module, str, int]]]:
+        return [[(self.conv1, "weight", 0), (self.bn1, "weight", 0), (self.bn1, "bias", 0),
+                 (self.conv2, "weight", 1)]]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
@@ -51,6 +58,15 @@ class Bottleneck(CompressibleBlock):
         self.bn3 = nn.BatchNorm2d(out_ch)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = _downsample(in_ch, out_ch, stride)
+
+    def prune_roots(self) -> list[nn.Conv2d]:
+        return [self.conv1, self.conv2]
+
+    def channel_params(self) -> list[list[tuple[nn.Module, str, int]]]:
+        return [
+            [(self.conv1, "weight", 0), (self.bn1, "weight", 0), (self.bn1, "bias", 0), (self.conv2, "weight", 1)],
+            [(self.conv2, "weight", 0), (self.bn2, "weight", 0), (self.bn2, "bias", 0), (self.conv3, "weight", 1)],
+        ]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)

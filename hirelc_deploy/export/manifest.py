@@ -1,0 +1,76 @@
+"""Manifest: what an exported artifact is, where it came from, and checksums to prove it is intact."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import InputError
+from ..runs import atomic_write_json
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class Manifest:
+    """Description of an export directory: policy, target, predicted latency (labelled) and file checksums."""
+
+    model: str
+    target: str
+    policy: dict
+    predicted_latency_ms: float | None
+    latency_kind: str  # "measured" table or "predicted" table behind the prediction
+    table_fingerprint: dict
+    files: dict[str, dict]  # name -> {"sha256": ..., "bytes": ...}
+    quantized_blocks: dict[str, list[str]] = field(default_factory=dict)
+    checks: dict = field(default_factory=dict)
+    finetune: dict = field(default_factory=dict)
+    created: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    def save(self, directory: Path) -> Path:
+        path = Path(directory) / MANIFEST_NAME
+        atomic_write_json(path, asdict(self))
+        return path
+
+    def verify(self, directory: Path) -> list[str]:
+        """Problems found comparing the files in ``directory`` with the recorded checksums (empty = intact)."""
+        problems = []
+        for name, info in self.files.items():
+            path = Path(directory) / name
+            if not path.is_file():
+                problems.append(f"{name}: missing")
+            elif path.stat().st_size != info["bytes"] or sha256(path) != info["sha256"]:
+                problems.append(f"{name}: checksum mismatch")
+        return problems
+
+
+def file_entry(path: Path) -> dict:
+    """Checksum record of one file."""
+    return {"sha256": sha256(path), "bytes": Path(path).stat().st_size}
+
+
+def load_manifest(directory: Path) -> Manifest:
+    """Read ``directory/manifest.json``."""
+    path = Path(directory) / MANIFEST_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: manifest not found") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise InputError(f"{path}: manifest schema_version {data.get('schema_version')!r} unsupported")
+    return Manifest(**data)

@@ -1,0 +1,128 @@
+"""The compression pipeline's stages wired together: data -> sensitivity -> apply a policy -> export."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .apply import DistillConfig, distill, prune_to_widths, recalibrate_batchnorm
+from .data import ImageSet, Normalize, check_classes, dataset_labels, load_images, open_dataset, stratified_split
+from .errors import InputError
+from .export.artifact import write_artifact
+from .export.manifest import Manifest
+from .models import ModelSpec, load_weights
+from .policy import Policy
+from .sensitivity import Sensitivity, compute_sensitivity
+from .targets import Target
+
+Progress = Callable[[str, int], None]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How the train directory is used. The test split is never touched here: held-out = part of train."""
+
+    heldout_fraction: float = 0.1
+    seed: int = 0
+    train_images: int = 10_000  # fine-tuning, BatchNorm recalibration and INT8 calibration draw from these
+    heldout_images: int = 1_000  # Fisher sensitivity and export checks draw from these
+    fisher_images: int = 256
+    bn_images: int = 512
+    calibration_images: int = 256
+    batch_size: int = 128
+
+
+@dataclass
+class PreparedData:
+    """Decoded train and held-out images, and the normalisation and size the model expects."""
+
+    train: ImageSet
+    heldout: ImageSet
+    normalize: Normalize
+    size: tuple[int, int]
+
+    def train_batches(self, shuffle: bool = False, augment: bool = False, seed: int = 0, batch_size: int = 128):
+        return self.train.batches(batch_size, self.normalize, self.size, shuffle, augment, seed)
+
+    def heldout_batches(self, batch_size: int = 128):
+        return self.heldout.batches(batch_size, self.normalize, self.size)
+
+
+def prepare_data(spec: ModelSpec, data: Path, config: DataConfig, on_image: Callable[[], None] | None = None
+                 ) -> PreparedData:
+    """Split the train split of ``data`` into train / held-out (stratified, seeded) and decode the parts used."""
+    dataset = open_dataset(data, "train")
+    check_classes(dataset, spec.num_classes, data)
+    train_idx, held_idx = stratified_split(dataset_labels(dataset), config.heldout_fraction, config.seed)
+    rng = np.random.default_rng(config.seed)
+    train_idx = sorted(rng.permutation(train_idx)[: config.train_images].tolist())
+    held_idx = sorted(rng.permutation(held_idx)[: config.heldout_images].tolist())
+    return PreparedData(
+        train=load_images(dataset, train_idx, on_image),
+        heldout=load_images(dataset, held_idx, on_image),
+        normalize=Normalize(spec.mean, spec.std),
+        size=spec.input_shape[1:],
+    )
+
+
+def load_model(spec: ModelSpec, weights: Path) -> nn.Module:
+    """The uncompressed model with its trained weights, in eval mode."""
+    return load_weights(spec.build(), Path(weights)).eval()
+
+
+def sensitivity_of(model: nn.Module, spec: ModelSpec, data: PreparedData, config: DataConfig,
+                   on_sample: Callable[[], None] | None = None) -> Sensitivity:
+    """Fisher sensitivity on held-out training images."""
+    return compute_sensitivity(model, spec.name, data.heldout_batches(), config.fisher_images, on_sample)
+
+
+def static_batches(images: ImageSet, data: PreparedData, batch: int, limit: int) -> list[np.ndarray]:
+    """Normalised arrays of exactly ``batch`` images each (exported graphs have a static batch)."""
+    subset = images.subset(range(min(limit, len(images))))
+    out = [x.numpy() for x, _ in subset.batches(batch, data.normalize, data.size, drop_last=True)]
+    if not out:
+        raise InputError(f"need at least {batch} images for a batch of the target, got {len(subset)}")
+    return out
+
+
+def apply_policy(teacher: nn.Module, spec: ModelSpec, policy: Policy, data: PreparedData, config: DataConfig,
+                 distill_config: DistillConfig, sensitivity: Sensitivity | None, criterion: str,
+                 progress: Progress | None = None) -> nn.Module:
+    """A physically pruned, BatchNorm-recalibrated and distillation-fine-tuned copy of ``teacher``."""
+    note = progress or (lambda *_: None)
+    student = copy.deepcopy(teacher)
+    prune_to_widths(student, policy.widths, (1, *spec.input_shape), sensitivity, criterion)
+    recalibrate_batchnorm(student, (x for x, _ in data.train_batches()), config.bn_images)
+    steps = max(1, len(data.train) // config.batch_size)
+    distill(student, teacher,
+            lambda: data.train_batches(shuffle=True, augment=True, seed=config.seed, batch_size=config.batch_size),
+            steps, distill_config, on_step=lambda loss: note("fine-tuning", 1))
+    return student
+
+
+def export_policy(teacher: nn.Module, spec: ModelSpec, policy: Policy, target: Target, data: PreparedData,
+                  config: DataConfig, distill_config: DistillConfig, out_dir: Path, table_fingerprint: dict,
+                  sensitivity: Sensitivity | None = None, criterion: str = "fisher",
+                  progress: Progress | None = None) -> tuple[nn.Module, Manifest]:
+    """Apply ``policy`` for real, fine-tune, and write the deployable artifact with its manifest."""
+    blocks = spec.blocks()
+    if policy.model != spec.name:
+        raise InputError(f"--policy: written for model {policy.model}, not {spec.name}")
+    if policy.target != target.name:
+        raise InputError(f"--policy: written for target {policy.target}, not {target.name}")
+    policy.check_against([b.name for b in blocks], [b.full_width for b in blocks], target.precisions)
+    student = apply_policy(teacher, spec, policy, data, config, distill_config, sensitivity, criterion, progress)
+    shape = (target.batch_size, *spec.input_shape)
+    calibration = static_batches(data.train, data, target.batch_size, config.calibration_images)
+    checks = static_batches(data.heldout, data, target.batch_size, max(64, target.batch_size))
+    with torch.no_grad():
+        manifest = write_artifact(student, teacher, policy, shape, calibration, checks, out_dir, table_fingerprint,
+                                  {**asdict(distill_config), "train_images": len(data.train),
+                                   "criterion": criterion, "seed": config.seed})
+    return student, manifest

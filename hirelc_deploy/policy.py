@@ -1,0 +1,99 @@
+"""Policy: the per-block plan (inner width, precision) that the search writes and export reads."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from .errors import InputError
+from .runs import atomic_write_json
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BlockChoice:
+    """What one block becomes: its kept inner width and the precision it runs in."""
+
+    name: str
+    width: int
+    precision: str
+
+
+@dataclass
+class Policy:
+    """A compression plan for one model on one target.
+
+    ``predicted_latency_ms`` is what the target's latency table predicts for the plan, never a measurement;
+    ``latency_kind`` says whether that table was itself measured on the device or predicted by a model.
+    """
+
+    model: str
+    target: str
+    blocks: list[BlockChoice]
+    predicted_latency_ms: float | None = None
+    latency_kind: str = "measured"
+    notes: dict = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def widths(self) -> list[int]:
+        return [b.width for b in self.blocks]
+
+    @property
+    def precisions(self) -> list[str]:
+        return [b.precision for b in self.blocks]
+
+    @classmethod
+    def from_lists(cls, model: str, target: str, names: Sequence[str], widths: Sequence[int],
+                   precisions: Sequence[str], **kwargs) -> "Policy":
+        """Build a policy from parallel lists of block names, widths and precisions."""
+        return cls(model, target, [BlockChoice(n, int(w), p) for n, w, p in zip(names, widths, precisions)],
+                   **kwargs)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "policy") -> "Policy":
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise InputError(f"{source}: schema_version {data.get('schema_version')!r} unsupported "
+                             f"(expected {SCHEMA_VERSION})")
+        try:
+            return cls(**{**data, "blocks": [BlockChoice(**b) for b in data["blocks"]]})
+        except (KeyError, TypeError) as exc:
+            raise InputError(f"{source}: malformed policy ({exc})") from None
+
+    def save(self, path: Path) -> Path:
+        """Write the policy atomically as JSON."""
+        atomic_write_json(Path(path), self.to_dict())
+        return Path(path)
+
+    def check_against(self, block_names: Sequence[str], full_widths: Sequence[int], precisions: Sequence[str],
+                      source: str = "policy") -> None:
+        """Refuse a policy whose blocks, widths or precisions do not fit the model and target."""
+        if [b.name for b in self.blocks] != list(block_names):
+            raise InputError(f"{source}: blocks do not match model {self.model} "
+                             f"({len(self.blocks)} in policy, {len(block_names)} in model)")
+        for b, full in zip(self.blocks, full_widths):
+            if not 1 <= b.width <= full:
+                raise InputError(f"{source}: block {b.name} width {b.width} outside 1..{full}")
+            if b.precision not in precisions:
+                raise InputError(f"{source}: block {b.name} precision '{b.precision}' not offered by the target "
+                                 f"({', '.join(precisions)})")
+
+
+def load_policy(path: Path) -> Policy:
+    """Read a policy JSON file with clear errors naming the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: policy file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: not a policy (expected a JSON object)")
+    return Policy.from_dict(data, source=str(path))

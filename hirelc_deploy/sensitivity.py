@@ -1,0 +1,133 @@
+"""Fisher-information sensitivity per block, and per-channel importance inside each block.
+
+The empirical Fisher diagonal is the mean over held-out training images of the squared per-sample gradient
+of the loss. A block's sensitivity is its Fisher trace divided by its parameter count, so a block is not
+called sensitive merely for being big. A channel's importance is the Fisher saliency of every parameter
+indexed by it (sum of F * theta^2 / 2, the second-order loss increase if the channel is removed); L1
+magnitude of the same parameters is kept as the cheap alternative.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import InputError
+from .models import CompressibleBlock
+from .runs import atomic_write_json
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class BlockSensitivity:
+    """Sensitivity of one block and the importance of each of its prunable channel groups."""
+
+    name: str
+    params: int
+    fisher_trace: float
+    fisher_per_param: float
+    relative: float  # fisher_per_param / the largest over blocks, in [0, 1]
+    channel_fisher: list[list[float]] = field(default_factory=list)  # one list per prunable group
+    channel_l1: list[list[float]] = field(default_factory=list)
+
+
+@dataclass
+class Sensitivity:
+    """Per-block Fisher sensitivity of a model, computed on ``samples`` held-out training images."""
+
+    model: str
+    samples: int
+    blocks: list[BlockSensitivity]
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: Path) -> Path:
+        atomic_write_json(Path(path), self.to_dict())
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "Sensitivity":
+        """Read a sensitivity JSON file written by ``save``."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            if data.get("schema_version") != SCHEMA_VERSION:
+                raise InputError(f"{path}: sensitivity schema_version {data.get('schema_version')!r} unsupported")
+            return cls(**{**data, "blocks": [BlockSensitivity(**b) for b in data["blocks"]]})
+        except FileNotFoundError:
+            raise InputError(f"{path}: sensitivity file not found") from None
+        except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
+            raise InputError(f"{path}: malformed sensitivity file ({exc})") from None
+
+
+def _blocks(model: nn.Module) -> list[tuple[str, CompressibleBlock]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, CompressibleBlock)]
+
+
+def empirical_fisher(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], max_samples: int,
+                     on_sample: Callable[[], None] | None = None) -> tuple[dict[str, torch.Tensor], int]:
+    """Diagonal empirical Fisher (mean squared per-sample gradient of the cross-entropy) per parameter."""
+    model.eval()
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    fisher = {n: torch.zeros_like(p) for n, p in params.items()}
+    seen = 0
+    for images, labels in batches:
+        for x, y in zip(images, labels):
+            if seen >= max_samples:
+                break
+            model.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x.unsqueeze(0)), y.view(1)).backward()
+            for n, p in params.items():
+                if p.grad is not None:
+                    fisher[n] += p.grad.detach() ** 2
+            seen += 1
+            if on_sample:
+                on_sample()
+        if seen >= max_samples:
+            break
+    if seen == 0:
+        raise InputError("sensitivity: the data gave no samples")
+    model.zero_grad(set_to_none=True)
+    return {n: f / seen for n, f in fisher.items()}, seen
+
+
+def _channel_scores(group: list[tuple[nn.Module, str, int]], fisher_of: dict[int, torch.Tensor]
+                    ) -> tuple[list[float], list[float]]:
+    fisher_score, l1 = None, None
+    for module, pname, dim in group:
+        weight = getattr(module, pname).detach()
+        saliency = 0.5 * fisher_of[id(getattr(module, pname))] * weight ** 2
+        dims = [d for d in range(weight.dim()) if d != dim]
+        s = saliency.sum(dim=dims) if dims else saliency
+        a = weight.abs().sum(dim=dims) if dims else weight.abs()
+        fisher_score = s if fisher_score is None else fisher_score + s
+        l1 = a if l1 is None else l1 + a
+    return fisher_score.tolist(), l1.tolist()
+
+
+def compute_sensitivity(model: nn.Module, model_name: str, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                        max_samples: int = 256, on_sample: Callable[[], None] | None = None) -> Sensitivity:
+    """Fisher sensitivity of every block of ``model`` and importance of every prunable channel."""
+    fisher, seen = empirical_fisher(model, batches, max_samples, on_sample)
+    named = dict(model.named_parameters())
+    fisher_of = {id(named[n]): f for n, f in fisher.items()}
+    rows = []
+    for name, block in _blocks(model):
+        block_params = [(f"{name}.{n}", p) for n, p in block.named_parameters()]
+        count = sum(p.numel() for _, p in block_params)
+        trace = float(sum(fisher[n].sum() for n, _ in block_params))
+        scores = [_channel_scores(group, fisher_of) for group in block.channel_params()]
+        rows.append(BlockSensitivity(name, count, trace, trace / max(count, 1), 0.0,
+                                     [s for s, _ in scores], [a for _, a in scores]))
+    top = max((r.fisher_per_param for r in rows), default=0.0) or 1.0
+    for r in rows:
+        r.relative = r.fisher_per_param / top
+    return Sensitivity(model_name, seen, rows)
