@@ -162,13 +162,14 @@ def profile_cmd(
         console.print(f"run directory: {run}")
 
 
-def _fingerprint_of_table(table_path: Optional[Path], model: str, target) -> tuple[dict, Optional[object]]:
+def _table_fingerprint(table_path: Optional[Path], model: str, target) -> dict:
+    """Fingerprint of the table behind a policy (checked against this device), {} when there is none."""
     path = table_path or default_table_path(tables_dir(), model, target.name)
-    if not Path(path).exists():
-        return {}, None
+    if table_path is None and not Path(path).exists():
+        return {}
     table = load_table(path)
     table.check_device(current_fingerprint(target), source=str(path))
-    return table.fingerprint, table
+    return table.fingerprint
 
 
 @app.command("sensitivity")
@@ -248,7 +249,7 @@ def export_cmd(
     --target cpu-ort-1t --policy policy.json --out artifacts/r56 --finetune-epochs 1
     """
     from .apply import DistillConfig
-    from .pipeline import DataConfig, export_policy, load_model, prepare_data, sensitivity_of
+    from .pipeline import DataConfig, check_policy, export_policy, load_model, prepare_data, sensitivity_of
     from .policy import load_policy
 
     if criterion not in ("fisher", "l1"):
@@ -256,7 +257,8 @@ def export_cmd(
     spec = get_model_spec(model)
     tgt = load_target(target)
     policy = load_policy(policy_path)
-    fingerprint, _ = _fingerprint_of_table(table_path, model, tgt)
+    check_policy(spec, policy, tgt)
+    fingerprint = _table_fingerprint(table_path, model, tgt)
     torch_seed(seed)
     teacher = load_model(spec, weights)
     config = DataConfig(seed=seed, train_images=finetune_images)

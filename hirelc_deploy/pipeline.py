@@ -91,6 +91,16 @@ def static_batches(images: ImageSet, data: PreparedData, batch: int, limit: int)
     return out
 
 
+def check_policy(spec: ModelSpec, policy: Policy, target: Target) -> None:
+    """Refuse, before any work, a policy written for another model or target or that does not fit them."""
+    blocks = spec.blocks()
+    if policy.model != spec.name:
+        raise InputError(f"--policy: written for model {policy.model}, not {spec.name}")
+    if policy.target != target.name:
+        raise InputError(f"--policy: written for target {policy.target}, not {target.name}")
+    policy.check_against([b.name for b in blocks], [b.full_width for b in blocks], target.precisions, "--policy")
+
+
 def apply_policy(teacher: nn.Module, spec: ModelSpec, policy: Policy, data: PreparedData, config: DataConfig,
                  distill_config: DistillConfig, sensitivity: Sensitivity | None, criterion: str,
                  progress: Progress | None = None) -> nn.Module:
@@ -111,12 +121,7 @@ def export_policy(teacher: nn.Module, spec: ModelSpec, policy: Policy, target: T
                   sensitivity: Sensitivity | None = None, criterion: str = "fisher",
                   progress: Progress | None = None) -> tuple[nn.Module, Manifest]:
     """Apply ``policy`` for real, fine-tune, and write the deployable artifact with its manifest."""
-    blocks = spec.blocks()
-    if policy.model != spec.name:
-        raise InputError(f"--policy: written for model {policy.model}, not {spec.name}")
-    if policy.target != target.name:
-        raise InputError(f"--policy: written for target {policy.target}, not {target.name}")
-    policy.check_against([b.name for b in blocks], [b.full_width for b in blocks], target.precisions)
+    check_policy(spec, policy, target)
     student = apply_policy(teacher, spec, policy, data, config, distill_config, sensitivity, criterion, progress)
     shape = (target.batch_size, *spec.input_shape)
     calibration = static_batches(data.train, data, target.batch_size, config.calibration_images)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from .errors import InputError
-from .runs import atomic_write_json
+from .runs import atomic_write_json, read_json_object
 
 SCHEMA_VERSION = 1
 
@@ -87,13 +86,4 @@ class Policy:
 
 def load_policy(path: Path) -> Policy:
     """Read a policy JSON file with clear errors naming the file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: policy file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: not a policy (expected a JSON object)")
-    return Policy.from_dict(data, source=str(path))
+    return Policy.from_dict(read_json_object(path, "policy", InputError), source=str(path))

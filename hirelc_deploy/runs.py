@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash never leaves a file that looks complete but is not."""
+"""File I/O for records: atomic writes (a crash never leaves a file that looks complete but is not) and
+JSON reads with errors that name the file."""
 
 from __future__ import annotations
 
@@ -7,6 +8,20 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+
+def read_json_object(path: Path, what: str, error: type[Exception]) -> dict:
+    """Read a JSON object from ``path``; missing, corrupt or non-object files raise ``error`` naming the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: not a {what} (expected a JSON object)")
+    return data
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -9,7 +9,6 @@ magnitude of the same parameters is kept as the cheap alternative.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -20,7 +19,7 @@ from torch import nn
 
 from .errors import InputError
 from .models import CompressibleBlock
-from .runs import atomic_write_json
+from .runs import atomic_write_json, read_json_object
 
 SCHEMA_VERSION = 1
 
@@ -57,14 +56,12 @@ class Sensitivity:
     @classmethod
     def load(cls, path: Path) -> "Sensitivity":
         """Read a sensitivity JSON file written by ``save``."""
+        data = read_json_object(path, "sensitivity file", InputError)
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise InputError(f"{path}: sensitivity schema_version {data.get('schema_version')!r} unsupported")
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-            if data.get("schema_version") != SCHEMA_VERSION:
-                raise InputError(f"{path}: sensitivity schema_version {data.get('schema_version')!r} unsupported")
             return cls(**{**data, "blocks": [BlockSensitivity(**b) for b in data["blocks"]]})
-        except FileNotFoundError:
-            raise InputError(f"{path}: sensitivity file not found") from None
-        except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as exc:
+        except (TypeError, KeyError) as exc:
             raise InputError(f"{path}: malformed sensitivity file ({exc})") from None
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from ..runs import atomic_write_json
+from ..runs import atomic_write_json, read_json_object
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -65,12 +64,7 @@ def file_entry(path: Path) -> dict:
 def load_manifest(directory: Path) -> Manifest:
     """Read ``directory/manifest.json``."""
     path = Path(directory) / MANIFEST_NAME
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: manifest not found") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    data = read_json_object(path, "manifest", InputError)
     if data.get("schema_version") != SCHEMA_VERSION:
         raise InputError(f"{path}: manifest schema_version {data.get('schema_version')!r} unsupported")
     return Manifest(**data)

@@ -15,13 +15,12 @@ of its mean boundary cost it saves, measured on alternating networks.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from ..errors import TableError
-from ..runs import atomic_write_json
+from ..runs import atomic_write_json, read_json_object
 from ..targets import Fingerprint
 
 SCHEMA_VERSION = 1
@@ -120,16 +119,7 @@ class LatencyTable:
 
 def load_table(path: Path) -> LatencyTable:
     """Read a latency table JSON file, with clear errors for missing, corrupt or foreign-schema files."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TableError(f"{path}: latency table not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise TableError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise TableError(f"{path}: not a latency table (expected a JSON object)")
-    return LatencyTable.from_dict(data, source=str(path))
+    return LatencyTable.from_dict(read_json_object(path, "latency table", TableError), source=str(path))
 
 
 def default_table_path(tables_dir: Path, model: str, target: str) -> Path:

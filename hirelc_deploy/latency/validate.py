@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models import get_model_spec
 from ..targets import Target
 from .profile import Config, Progress, measure_configs
 from .table import LatencyTable
@@ -91,7 +90,6 @@ def validation_configs(table: LatencyTable, count: int, seed: int = 0) -> list[t
 def validate(table: LatencyTable, target: Target, count: int, seed: int = 0,
              progress: Progress | None = None) -> ValidationReport:
     """Export each validation configuration for real, time them interleaved and compare with the table."""
-    get_model_spec(table.model)
     configs = validation_configs(table, count, seed)
     with tempfile.TemporaryDirectory() as tmp:
         timings, _, _ = measure_configs(table.model, target, [c for _, c in configs], Path(tmp), progress)

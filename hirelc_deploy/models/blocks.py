@@ -59,6 +59,21 @@ class CompressibleBlock(nn.Module):
         self.prunable = prunable
 
 
+def conv_bn_conv(first: nn.Conv2d, norm: nn.BatchNorm2d, second: nn.Conv2d) -> list[tuple[nn.Module, str, int]]:
+    """The parameters indexed by the channels between two convolutions joined by a BatchNorm."""
+    return [(first, "weight", 0), (norm, "weight", 0), (norm, "bias", 0), (second, "weight", 1)]
+
+
+class TwoConvBlock(CompressibleBlock):
+    """A block whose inner channels are conv1's outputs, normalised by bn1 and read by conv2."""
+
+    def prune_roots(self) -> list[nn.Conv2d]:
+        return [self.conv1]
+
+    def channel_params(self) -> list[list[tuple[nn.Module, str, int]]]:
+        return [conv_bn_conv(self.conv1, self.bn1, self.conv2)]
+
+
 def describe_blocks(model: nn.Module) -> list[BlockInfo]:
     """List the compressible blocks of ``model`` in execution order."""
     found = [(name, m) for name, m in model.named_modules() if isinstance(m, CompressibleBlock)]

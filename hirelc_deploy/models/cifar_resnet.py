@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import CompressibleBlock, resolve_widths
+from .blocks import TwoConvBlock, resolve_widths
 
 
 class PadShortcut(nn.Module):
@@ -24,7 +24,7 @@ class PadShortcut(nn.Module):
         return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad_channels, self.pad_channels))
 
 
-class CifarBasicBlock(CompressibleBlock):
+class CifarBasicBlock(TwoConvBlock):
     kind = "basic"
 
     def __init__(self, in_planes: int, planes: int, stride: int, inner: int):
@@ -36,13 +36,6 @@ class CifarBasicBlock(CompressibleBlock):
         self.shortcut: nn.Module = nn.Sequential()
         if stride != 1 or in_planes != planes:
             self.shortcut = PadShortcut(planes // 4)
-
-    def prune_roots(self) -> list[nn.Conv2d]:
-        return [self.conv1]
-
-    def channel_params(self) -> list[list[tuple[nn.Module, str, int]]]:
-        return [[(self.conv1, "weight", 0), (self.bn1, "weight", 0), (self.bn1, "bias", 0),
-                 (self.conv2, "weight", 1)]]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -74,13 +67,6 @@ class CifarResNet(nn.Module):
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight)
-
-    def prune_roots(self) -> list[nn.Conv2d]:
-        return [self.conv1]
-
-    def channel_params(self) -> list[list[tuple[nn.Module, str, int]]]:
-        return [[(self.conv1, "weight", 0), (self.bn1, "weight", 0), (self.bn1, "bias", 0),
-                 (self.conv2, "weight", 1)]]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import CompressibleBlock, resolve_widths
+from .blocks import CompressibleBlock, TwoConvBlock, conv_bn_conv, resolve_widths
 
 
 def _downsample(in_ch: int, out_ch: int, stride: int) -> nn.Module | None:
@@ -14,7 +14,7 @@ def _downsample(in_ch: int, out_ch: int, stride: int) -> nn.Module | None:
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
 
 
-class BasicBlock(CompressibleBlock):
+class BasicBlock(TwoConvBlock):
     kind = "basic"
     expansion = 1
 
@@ -26,13 +26,6 @@ class BasicBlock(CompressibleBlock):
         self.conv2 = nn.Conv2d(inner, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = _downsample(in_ch, planes, stride)
-
-    def prune_roots(self) -> list[nn.Conv2d]:
-        return [self.conv1]
-
-    def channel_params(self) -> list[list[tuple[nn.Module, str, int]]]:
-        return [[(self.conv1, "weight", 0), (self.bn1, "weight", 0), (self.bn1, "bias", 0),
-                 (self.conv2, "weight", 1)]]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -63,10 +56,7 @@ class Bottleneck(CompressibleBlock):
         return [self.conv1, self.conv2]
 
     def channel_params(self) -> list[list[tuple[nn.Module, str, int]]]:
-        return [
-            [(self.conv1, "weight", 0), (self.bn1, "weight", 0), (self.bn1, "bias", 0), (self.conv2, "weight", 1)],
-            [(self.conv2, "weight", 0), (self.bn2, "weight", 0), (self.bn2, "bias", 0), (self.conv3, "weight", 1)],
-        ]
+        return [conv_bn_conv(self.conv1, self.bn1, self.conv2), conv_bn_conv(self.conv2, self.bn2, self.conv3)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
