@@ -10,7 +10,7 @@ REPO_ROOT = PACKAGE_DIR.parent
 
 
 def shared_dir() -> Path:
-    """Directory with the shared datasets and checkpoints (``$HIRELC_SHARED``, default ``../shared`` beside the repo)."""
+    """Shared datasets and checkpoints: ``$HIRELC_SHARED``, default ``../shared`` beside the repository."""
     return Path(os.environ.get("HIRELC_SHARED", REPO_ROOT.parent / "shared"))
 
 

@@ -67,10 +67,9 @@ def _checkpoint(tmp_path, name="resnet20"):
 
 
 def _tiny_table(tmp_path, tiny_target):
-    from tests.test_table import _table
-
     from hirelc_deploy.latency.table import BlockLatency
     from hirelc_deploy.models import get_model_spec
+    from tests.test_table import _table
 
     table = _table()
     table.model, table.target = "resnet20", tiny_target.name

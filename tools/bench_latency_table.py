@@ -11,7 +11,6 @@ Writes a Markdown table and a JSON file (default: tools/results/latency_table.{m
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 

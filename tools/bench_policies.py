@@ -14,6 +14,9 @@ any fine-tune raises accuracy. Reports predicted latency (from the table), measu
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,12 +25,13 @@ import torch
 from rich.console import Console
 
 from hirelc_deploy.apply import DistillConfig
-from hirelc_deploy.bench import bench
-from hirelc_deploy.data import load_images, open_dataset
+from hirelc_deploy.data import open_dataset
+from hirelc_deploy.errors import HirelcError
+from hirelc_deploy.export import load_manifest
 from hirelc_deploy.export.artifact import write_artifact
 from hirelc_deploy.latency import default_table_path, load_table, profile
 from hirelc_deploy.models import get_model_spec
-from hirelc_deploy.pipeline import DataConfig, static_batches, apply_policy, load_model, prepare_data, sensitivity_of
+from hirelc_deploy.pipeline import DataConfig, apply_policy, load_model, prepare_data, sensitivity_of, static_batches
 from hirelc_deploy.runs import atomic_write_json, atomic_write_text
 from hirelc_deploy.search import fisher_greedy_widths, nearest_widths, plan_policy
 from hirelc_deploy.settings import REPO_ROOT, shared_dir, tables_dir
@@ -49,6 +53,28 @@ def _policies(table, sensitivity):
         "uniform50 int8": plan_policy(table, half, ["int8"] * n, planned="uniform 50% int8"),
         "fisher fp32": plan_policy(table, fisher, ["fp32"] * n, planned="fisher-greedy at uniform50 budget"),
     }
+
+
+def _bench(model: Path, target: str, data: Path, per_class: int | None, baseline: Path | None) -> dict:
+    """Run ``hirelc bench`` in a fresh process: after fine-tuning, this process's own thread pools and memory
+    slow ONNX Runtime down by 10-15%, which is not what a deployed engine sees."""
+    cmd = [sys.executable, "-m", "hirelc_deploy.cli", "--quiet", "bench", str(model), "--target", target,
+           "--data", str(data), "--json", "--out", str(model.with_suffix(".bench.json"))]
+    cmd += ["--limit", str(per_class)] if per_class else []
+    cmd += ["--baseline", str(baseline)] if baseline else []
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"bench failed for {model}: {done.stderr.strip()}")
+    return json.loads(done.stdout)
+
+
+def _reusable(out: Path, policy) -> bool:
+    """An artifact already exported for exactly this policy, intact (so a rerun only re-measures)."""
+    try:
+        manifest = load_manifest(out)
+    except HirelcError:
+        return False
+    return manifest.policy["blocks"] == policy.to_dict()["blocks"] and not manifest.verify(out)
 
 
 def _markdown(rows: list[dict], meta: dict) -> str:
@@ -77,6 +103,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPO_ROOT / "runs" / "bench_policies")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "tools" / "results" / "policies")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep artifacts already exported for the same policy; only re-measure them")
     args = parser.parse_args()
     console = Console()
     torch.manual_seed(args.seed)
@@ -87,7 +115,7 @@ def main() -> None:
     distill_config = DistillConfig(epochs=args.finetune_epochs)
     console.print("decoding images")
     data = prepare_data(spec, args.data, config)
-    test = load_images(open_dataset(args.data, "test", limit_per_class=args.test_per_class))
+    test_images = len(open_dataset(args.data, "test", limit_per_class=args.test_per_class))
     sensitivity = sensitivity_of(teacher, spec, data, config)
     students: dict[tuple, torch.nn.Module] = {}
     rows, pretrained_top1 = [], None
@@ -105,32 +133,36 @@ def main() -> None:
         calibration = static_batches(data.train, data, target.batch_size, config.calibration_images)
         checks = static_batches(data.heldout, data, target.batch_size, max(64, target.batch_size))
         for label, policy in _policies(table, sensitivity).items():
-            key = tuple(policy.widths)
-            if key not in students:  # fine-tuning is FP32; INT8 is applied after it, per target
-                start = time.perf_counter()
-                students[key] = apply_policy(teacher, spec, policy, data, config, distill_config, sensitivity,
-                                             "fisher")
-                console.print(f"  fine-tuned {label} widths in {time.perf_counter() - start:.0f} s")
             out = args.work / target.name / label.replace(" ", "_").replace("(", "").replace(")", "")
-            with torch.no_grad():
-                manifest = write_artifact(students[key], teacher, policy, shape, calibration, checks, out,
-                                          table.fingerprint, {"epochs": distill_config.epochs})
-            result = bench(out / "model.onnx", target, test, data.normalize, baseline=out / "baseline_fp32.onnx")
+            key = tuple(policy.widths)
+            if not (args.reuse and _reusable(out, policy)):
+                if key not in students:  # fine-tuning is FP32; INT8 is applied after it, per target
+                    start = time.perf_counter()
+                    students[key] = apply_policy(teacher, spec, policy, data, config, distill_config, sensitivity,
+                                                 "fisher")
+                    console.print(f"  fine-tuned {label} widths in {time.perf_counter() - start:.0f} s")
+                with torch.no_grad():
+                    write_artifact(students[key], teacher, policy, shape, calibration, checks, out,
+                                   table.fingerprint, {"epochs": distill_config.epochs})
+            manifest = load_manifest(out)
+            result = _bench(out / "model.onnx", target.name, args.data, args.test_per_class,
+                            out / "baseline_fp32.onnx")
             if pretrained_top1 is None:
-                pretrained_top1 = bench(out / "baseline_fp32.onnx", target, test, data.normalize).top1
-            result.save(out / "bench.json")
+                pretrained_top1 = _bench(out / "baseline_fp32.onnx", target.name, args.data, args.test_per_class,
+                                         None)["top1"]
+            lat = result["latency_ms"]
             row = {"target": target.name, "policy": label, "predicted_ms": policy.predicted_latency_ms,
-                   "predicted_kind": table.kind, "measured_ms": result.latency_ms["median_ms"],
-                   "spread_ms": result.latency_ms["q3_ms"] - result.latency_ms["q1_ms"],
-                   "baseline_ms": result.baseline_latency_ms["median_ms"], "speedup": result.speedup,
-                   "top1": result.top1, "bytes": result.file_bytes, "widths": policy.widths,
+                   "predicted_kind": table.kind, "measured_ms": lat["median_ms"],
+                   "spread_ms": lat["q3_ms"] - lat["q1_ms"],
+                   "baseline_ms": result["baseline_latency_ms"]["median_ms"], "speedup": result["speedup"],
+                   "top1": result["top1"], "bytes": result["file_bytes"], "widths": policy.widths,
                    "precisions": policy.precisions, "int8_kernels": manifest.quantized_blocks,
                    "top1_agreement_with_torch": manifest.checks["final_top1_agreement_with_torch"]}
             rows.append(row)
             console.print(f"  {target.name} {label}: predicted {row['predicted_ms']:.4f} ms, measured "
                           f"{row['measured_ms']:.4f} ms ({row['speedup']:.2f}x), top-1 {100 * row['top1']:.2f}%")
     meta = {"finetune": f"{args.finetune_epochs} epoch(s) over {len(data.train)} train images, KD T=4 alpha=0.9",
-            "test_images": len(test), "pretrained_top1": pretrained_top1,
+            "test_images": test_images, "pretrained_top1": pretrained_top1,
             "sensitivity_relative": [b.relative for b in sensitivity.blocks]}
     atomic_write_json(args.out.with_suffix(".json"), {"meta": meta, "rows": rows})
     atomic_write_text(args.out.with_suffix(".md"), _markdown(rows, meta))

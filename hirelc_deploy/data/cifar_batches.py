@@ -18,9 +18,11 @@ TEST_FILES = ("test_batch",)
 META_FILE = "batches.meta"
 
 try:  # numpy >= 2 (and the 1.26 forward-compat shim)
-    from numpy._core import multiarray as _multiarray, numeric as _numeric
+    from numpy._core import multiarray as _multiarray
+    from numpy._core import numeric as _numeric
 except ImportError:  # pragma: no cover - older numpy
-    from numpy.core import multiarray as _multiarray, numeric as _numeric
+    from numpy.core import multiarray as _multiarray
+    from numpy.core import numeric as _numeric
 
 
 def _latin1_encode(text, encoding="utf-8", errors="strict"):

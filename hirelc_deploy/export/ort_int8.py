@@ -26,7 +26,6 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from ..runs import atomic_write_bytes
 from .onnx_export import INPUT_NAME
 
-
 _WEIGHTED_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 
 
