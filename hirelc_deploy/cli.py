@@ -26,7 +26,7 @@ from .latency import (
 )
 from .models import MODELS, get_model_spec
 from .runs import atomic_write_json
-from .settings import REPO_ROOT, tables_dir
+from .settings import tables_dir
 from .targets import available_targets, current_fingerprint, load_target
 
 WORKFLOW = """Make trained CNNs fast on real hardware, with every latency measured on the device.
@@ -86,7 +86,7 @@ def _parse_fractions(text: Optional[str]) -> Optional[list[float]]:
 
 def _default_run_dir(kind: str, model: str, target: str) -> Path:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return REPO_ROOT / "runs" / f"{stamp}-{kind}-{model}-{target}"
+    return Path.cwd() / "runs" / f"{stamp}-{kind}-{model}-{target}"
 
 
 def _print_validation(report) -> None:
@@ -145,7 +145,8 @@ def profile_cmd(
             table = profile(model, tgt, grid, note)
         destination = out or default_table_path(tables_dir(), model, tgt.name)
         table.save(destination)
-        console.print(f"table written to {destination}") if not _state["quiet"] else None
+        if not _state["quiet"]:
+            console.print(f"table written to {destination}")
     table.save(run / "latency_table.json")
     summary = {"table": str(out or table_path or default_table_path(tables_dir(), model, tgt.name)),
                "run_dir": str(run), "fixed_ms": table.fixed_ms}
