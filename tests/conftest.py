@@ -80,3 +80,17 @@ def tiny_cifar(tmp_path: Path) -> Path:
     make_image_folder(root / "train", 24, seed=1)
     make_image_folder(root / "test", 4, seed=2)
     return root
+
+
+def toy_table(fingerprint=None):
+    """A two-block table with round numbers, measured (per its fingerprint) on this machine as cpu-ort-1t."""
+    from hirelc_deploy.latency.table import BlockLatency, LatencyTable
+    from hirelc_deploy.targets import current_fingerprint, load_target
+
+    blocks = [
+        BlockLatency("b0", 8, [4, 8], {"fp32": [1.0, 2.0], "int8": [0.5, 1.0]}, {"fp32": [0.1, 0.1], "int8": [0, 0]}),
+        BlockLatency("b1", 8, [4, 8], {"fp32": [3.0, 4.0], "int8": [1.5, 2.0]}, {"fp32": [0.1, 0.1], "int8": [0, 0]}),
+    ]
+    transitions = [{"fp32->int8": 0.1}, {"fp32->int8": 0.2, "int8->fp32": 0.3}, {"int8->fp32": 0.4}]
+    fp = fingerprint or current_fingerprint(load_target("cpu-ort-1t")).to_dict()
+    return LatencyTable("toy", "cpu-ort-1t", "measured", fp, [1, 3, 8, 8], 10.0, blocks, transitions)

@@ -74,3 +74,15 @@ def test_solver_predicts_unseen_mixed_configurations():
         true = truth.predict(widths, precisions)
         errors.append(abs(table.predict(widths, precisions) - true) / true)
     assert np.median(errors) < 0.03 and max(errors) < 0.08
+
+
+def test_isolation_factor_is_recovered_from_alternating_networks():
+    from hirelc_deploy.latency.attribution import isolation_factor
+
+    truth = _truth(np.random.default_rng(3))
+    truth.isolated_block_factor = 0.4
+    alternating = [[("int8", "fp32")[(i + par) % 2] for i in range(N)] for par in (0, 1)]
+    measured = [([8] * N, p, truth.predict([8] * N, p)) for p in alternating]
+    truth.isolated_block_factor = 0.0
+    assert isolation_factor(truth, measured) == pytest.approx(0.4)
+    assert truth.isolated_block_factor == 0.0  # the table it reads is left as it was

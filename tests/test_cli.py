@@ -30,7 +30,7 @@ def test_bad_input_is_one_line_and_nonzero(args, needle, tmp_path):
 
 def test_foreign_table_is_refused(tmp_path, tiny_target):
     table = tmp_path / "t.json"
-    from tests.test_table import _table
+    from .conftest import toy_table as _table
 
     data = _table().to_dict()
     data["model"] = "resnet20"
@@ -69,7 +69,8 @@ def _checkpoint(tmp_path, name="resnet20"):
 def _tiny_table(tmp_path, tiny_target):
     from hirelc_deploy.latency.table import BlockLatency
     from hirelc_deploy.models import get_model_spec
-    from tests.test_table import _table
+
+    from .conftest import toy_table as _table
 
     table = _table()
     table.model, table.target = "resnet20", tiny_target.name

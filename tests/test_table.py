@@ -3,18 +3,10 @@ import json
 import pytest
 
 from hirelc_deploy.errors import TableError
-from hirelc_deploy.latency.table import SCHEMA_VERSION, BlockLatency, LatencyTable, load_table
+from hirelc_deploy.latency.table import SCHEMA_VERSION, load_table
 from hirelc_deploy.targets import Fingerprint, current_fingerprint, load_target
 
-
-def _table(fingerprint=None):
-    blocks = [
-        BlockLatency("b0", 8, [4, 8], {"fp32": [1.0, 2.0], "int8": [0.5, 1.0]}, {"fp32": [0.1, 0.1], "int8": [0, 0]}),
-        BlockLatency("b1", 8, [4, 8], {"fp32": [3.0, 4.0], "int8": [1.5, 2.0]}, {"fp32": [0.1, 0.1], "int8": [0, 0]}),
-    ]
-    transitions = [{"fp32->int8": 0.1}, {"fp32->int8": 0.2, "int8->fp32": 0.3}, {"int8->fp32": 0.4}]
-    fp = fingerprint or current_fingerprint(load_target("cpu-ort-1t")).to_dict()
-    return LatencyTable("toy", "cpu-ort-1t", "measured", fp, [1, 3, 8, 8], 10.0, blocks, transitions)
+from .conftest import toy_table as _table
 
 
 def test_predict_adds_blocks_fixed_and_boundaries():

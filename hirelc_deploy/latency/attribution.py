@@ -143,10 +143,9 @@ def isolation_factor(table: LatencyTable, measured: Sequence[tuple[Sequence[int]
     """
     saved, observed = [], []
     for widths, precisions, e2e in measured:
-        table.isolated_block_factor = 0.0
-        base = table.predict(widths, precisions)
-        saved.append(table.isolated_saving(precisions))
-        observed.append(base - e2e)
-    table.isolated_block_factor = 0.0
+        saving = table.isolated_saving(precisions)
+        without_isolation = table.predict(widths, precisions) + table.isolated_block_factor * saving
+        saved.append(saving)
+        observed.append(without_isolation - e2e)
     denom = sum(s * s for s in saved)
     return sum(s * o for s, o in zip(saved, observed)) / denom if denom > 0 else 0.0
