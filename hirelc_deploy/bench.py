@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 import onnx
 import onnxruntime as ort
+from google.protobuf.message import DecodeError
 
 from .data import ImageSet, Normalize
 from .errors import InputError
@@ -55,9 +56,8 @@ def open_session(path: Path, target: Target) -> ort.InferenceSession:
     try:
         onnx.checker.check_model(str(path))
         return make_session(path, target)
-    except (onnx.checker.ValidationError, onnx.onnx_cpp2py_export.checker.ValidationError, ValueError,
-            RuntimeError, ort.capi.onnxruntime_pybind11_state.Fail,
-            ort.capi.onnxruntime_pybind11_state.InvalidProtobuf) as exc:
+    except (onnx.checker.ValidationError, DecodeError, ValueError, RuntimeError,
+            ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.InvalidProtobuf) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: corrupt or unreadable ONNX model ({first[:200]})") from None
 
