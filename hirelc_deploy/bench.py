@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import onnx
@@ -17,7 +17,7 @@ from .data import ImageSet, Normalize
 from .errors import InputError
 from .export import INPUT_NAME
 from .latency.ort_runner import make_session, runner
-from .latency.timing import measure_interleaved
+from .latency.timing import Timing, measure_interleaved
 from .runs import atomic_write_json
 from .targets import Target, current_fingerprint
 
@@ -40,6 +40,7 @@ class BenchResult:
     speedup: float | None = None
     top1: float | None = None
     top1_images: int | None = None
+    baseline_top1: float | None = None
     created: str = ""
     schema_version: int = SCHEMA_VERSION
 
@@ -86,10 +87,25 @@ def top1_accuracy(session: ort.InferenceSession, images: ImageSet, normalize: No
     return correct / len(images)
 
 
+def measure_latency(models: Mapping[str, Path], target: Target,
+                    on_burst: Callable[[], None] | None = None) -> dict[str, Timing]:
+    """Latency of each ONNX model on this machine as ``target``, all measured interleaved."""
+    shape = None
+    runners = {}
+    for name, path in models.items():
+        session = open_session(path, target)
+        model_shape = _static_shape(session, path)
+        if shape is not None and model_shape != shape:
+            raise InputError(f"{path}: input shape {model_shape} differs from {shape}")
+        shape = model_shape
+        runners[name] = runner(session, model_shape)
+    return measure_interleaved(runners, target.measure, on_burst=on_burst)
+
+
 def bench(artifact: Path, target: Target, images: ImageSet | None = None, normalize: Normalize | None = None,
           baseline: Path | None = None, on_progress: Callable[[str], None] | None = None) -> BenchResult:
     """Measure ``artifact`` on this machine as ``target``: latency (interleaved with ``baseline`` when given),
-    top-1 on ``images`` through the engine itself, and file sizes."""
+    top-1 on ``images`` through the engine itself (and through the baseline), and file sizes."""
     note = on_progress or (lambda *_: None)
     session = open_session(artifact, target)
     shape = _static_shape(session, artifact)
@@ -117,4 +133,7 @@ def bench(artifact: Path, target: Target, images: ImageSet | None = None, normal
         result.top1 = top1_accuracy(session, images, normalize or Normalize((0, 0, 0), (1, 1, 1)),
                                     on_batch=lambda: note("accuracy"))
         result.top1_images = len(images)
+        if baseline is not None:
+            result.baseline_top1 = top1_accuracy(base_session, images, normalize or Normalize((0, 0, 0), (1, 1, 1)),
+                                                 on_batch=lambda: note("accuracy"))
     return result

@@ -33,6 +33,13 @@ WORKFLOW = """Make trained CNNs fast on real hardware, with every latency measur
 
 \b
 Workflow (data flows one way: profile -> table -> search -> policy -> export -> bench):
+  The main job, in one command (every stage below, with a run directory):
+  hirelc compress --model resnet56 --weights W.th --data ../shared/datasets/cifar10 \
+      --target cpu-ort-1t --latency-budget 0.5x --strategy hirelc --evals 100
+     Search a per-block width/precision policy under the budget (predicted by the
+     table), apply it for real, fine-tune, export and re-measure the engine.
+
+  The stages one by one:
   1. hirelc profile --model resnet56 --target cpu-ort-1t --validate 8
      Measure the block latency table of a model on this device and check
      that it predicts real exported engines (predicted vs measured latency).
@@ -79,8 +86,8 @@ def _parse_fractions(text: Optional[str]) -> Optional[list[float]]:
         values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise InputError(f"--fractions: expected comma-separated numbers, got '{text}'") from None
-    if not values or any(not 0 < v <= 1 for v in values):
-        raise InputError(f"--fractions: every fraction must be in (0, 1], got '{text}'")
+    if not values or any(not 0 <= v <= 1 for v in values):
+        raise InputError(f"--fractions: every fraction must be in [0, 1] (0 = block removed), got '{text}'")
     return values
 
 
@@ -351,6 +358,101 @@ def torch_seed(seed: int) -> None:
 
     torch.manual_seed(seed)
     np.random.seed(seed)
+
+
+class _RichReporter:
+    """Progress of ``compress``: one bar per phase (a spinner where the length is unknown)."""
+
+    def __init__(self, bar: Progress):
+        self.bar, self.task = bar, None
+
+    def phase(self, name: str, total: int | None = None) -> None:
+        if self.task is not None:
+            self.bar.update(self.task, completed=self.bar.tasks[self.task].total or 1, total=
+                            self.bar.tasks[self.task].total or 1)
+        self.task = self.bar.add_task(name, total=total)
+
+    def advance(self, steps: int = 1) -> None:
+        if self.task is not None:
+            self.bar.advance(self.task, steps)
+
+    def note(self, message: str) -> None:
+        self.bar.console.print(message)
+
+
+def _print_summary(summary: dict) -> None:
+    table = Table(title=f"{summary['model']} on {summary['target']}: {summary['strategy']} search, "
+                        f"budget {summary['budget']}")
+    table.add_column("")
+    table.add_column("uncompressed", justify="right")
+    table.add_column("compressed", justify="right")
+    table.add_row("latency ms (measured)", f"{summary['uncompressed_ms']:.4f}",
+                  f"{summary['measured_ms']:.4f} ({min(summary['measured_rounds_ms']):.4f}-"
+                  f"{max(summary['measured_rounds_ms']):.4f} over {len(summary['measured_rounds_ms'])} processes)")
+    table.add_row("latency ms (predicted by the table)", "", f"{summary['predicted_ms']:.4f}")
+    table.add_row("budget ms", "", f"{summary['budget_ms']:.4f}")
+    table.add_row("speedup (measured)", "", f"{summary['speedup']:.2f}x")
+    table.add_row(f"top-1 ({summary['test_images']} test images)", f"{100 * summary['top1_before']:.2f}%",
+                  f"{100 * summary['top1_after']:.2f}%")
+    table.add_row("size MB", f"{summary['bytes_before'] / 1e6:.2f}", f"{summary['bytes_after'] / 1e6:.2f}")
+    Console().print(table)
+    Console().print(f"measured {summary['measured_ms']:.4f} ms against a budget of {summary['budget_ms']:.4f} ms: "
+                    f"{summary['verdict']}")
+
+
+@app.command("compress")
+def compress_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="Built-in model name (see `hirelc models`)."),
+    weights: str = typer.Option(..., "--weights", "-w", help="Checkpoint path, or a public checkpoint name "
+                                "(resnet20-cifar10, resnet56-cifar10; fetched once into $HIRELC_CACHE)."),
+    data: Path = typer.Option(..., "--data", "-d", help="Dataset root with train/ and test/ (ImageFolder or "
+                              "CIFAR batches). The search scores on held-out train images; test is for the end."),
+    target: str = typer.Option(..., "--target", "-t", help="Target name in hw_profiles/ or a .toml path."),
+    latency_budget: str = typer.Option(..., "--latency-budget", "-b", help="Absolute (0.6ms, 600us) or a "
+                                       "fraction of the uncompressed model's measured latency (0.5x)."),
+    strategy: str = typer.Option("hirelc", "--strategy", "-s", help="hirelc, amc, rl-pruner, two-stage, "
+                                 "fisher-greedy, uniform or random."),
+    evals: int = typer.Option(100, "--evals", help="Real candidate evaluations the search may spend."),
+    finetune_epochs: float = typer.Option(1.0, "--finetune-epochs", help="Distillation epochs (0 = none)."),
+    finetune_images: int = typer.Option(10_000, "--finetune-images", help="Training images for fine-tuning."),
+    heldout_images: int = typer.Option(1_000, "--heldout-images", help="Held-out train images that score "
+                                       "candidates."),
+    test_per_class: Optional[int] = typer.Option(None, "--test-per-class", help="Test images per class for the "
+                                                 "final top-1 (default: all)."),
+    finalists: int = typer.Option(3, "--finalists", help="Best policies timed for real before fine-tuning."),
+    seed: int = typer.Option(0, "--seed"),
+    table_path: Optional[Path] = typer.Option(None, "--table", help="Latency table to use (default: the stored "
+                                              "one if it was measured here, else profile now)."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (default runs/STAMP-compress-...)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+):
+    """Compress a trained model for a latency budget: search, apply for real, fine-tune, export, re-measure.
+
+    Example: hirelc compress --model resnet56 --weights ../shared/models/cifar10-resnet/resnet56-4bfd9763.th
+    --data ../shared/datasets/cifar10 --target cpu-ort-1t --latency-budget 0.5x --evals 100
+    """
+    from .compress import CompressConfig, SilentReporter, compress
+
+    config = CompressConfig(model, weights, str(data), target, latency_budget, strategy, evals, finetune_epochs,
+                            finetune_images, heldout_images, test_per_class, finalists, seed,
+                            str(table_path) if table_path else None)
+    config.check()
+    run = run_dir or _default_run_dir("compress", model, Path(target).stem)
+    if _state["quiet"]:
+        summary = compress(config, run, SilentReporter())
+    else:
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+        with Progress(*columns, console=console) as bar:
+            summary = compress(config, run, _RichReporter(bar))
+    if as_json:
+        print(json.dumps({**summary, "run_dir": str(run)}, indent=2))
+        return
+    if not _state["quiet"]:
+        _print_summary(summary)
+        console.print(f"run directory: {run}")
+    else:
+        print(f"{summary['measured_ms']:.4f} ms (budget {summary['budget_ms']:.4f} ms, {summary['verdict']}), "
+              f"top-1 {100 * summary['top1_after']:.2f}%")
 
 
 @app.command("models")

@@ -61,8 +61,10 @@ def prepare_data(spec: ModelSpec, data: Path, config: DataConfig, on_image: Call
     check_classes(dataset, spec.num_classes, data)
     train_idx, held_idx = stratified_split(dataset_labels(dataset), config.heldout_fraction, config.seed)
     rng = np.random.default_rng(config.seed)
-    train_idx = sorted(rng.permutation(train_idx)[: config.train_images].tolist())
-    held_idx = sorted(rng.permutation(held_idx)[: config.heldout_images].tolist())
+    # Kept in seeded random order, not sorted: folders list images class by class, and every "first N images"
+    # (BatchNorm recalibration, INT8 calibration, export checks) must be a mix of classes, not one class.
+    train_idx = rng.permutation(train_idx)[: config.train_images].tolist()
+    held_idx = rng.permutation(held_idx)[: config.heldout_images].tolist()
     return PreparedData(
         train=load_images(dataset, train_idx, on_image),
         heldout=load_images(dataset, held_idx, on_image),
@@ -98,7 +100,8 @@ def check_policy(spec: ModelSpec, policy: Policy, target: Target) -> None:
         raise InputError(f"--policy: written for model {policy.model}, not {spec.name}")
     if policy.target != target.name:
         raise InputError(f"--policy: written for target {policy.target}, not {target.name}")
-    policy.check_against([b.name for b in blocks], [b.full_width for b in blocks], target.precisions, "--policy")
+    policy.check_against([b.name for b in blocks], [b.full_width for b in blocks], target.precisions, "--policy",
+                         [b.removable for b in blocks])
 
 
 def apply_policy(teacher: nn.Module, spec: ModelSpec, policy: Policy, data: PreparedData, config: DataConfig,
@@ -108,7 +111,8 @@ def apply_policy(teacher: nn.Module, spec: ModelSpec, policy: Policy, data: Prep
     note = progress or (lambda *_: None)
     student = copy.deepcopy(teacher)
     prune_to_widths(student, policy.widths, (1, *spec.input_shape), sensitivity, criterion)
-    recalibrate_batchnorm(student, (x for x, _ in data.train_batches()), config.bn_images)
+    recalibrate_batchnorm(student, (x for x, _ in data.train_batches(augment=True, seed=config.seed)),
+                          config.bn_images)
     steps = max(1, len(data.train) // config.batch_size)
     distill(student, teacher,
             lambda: data.train_batches(shuffle=True, augment=True, seed=config.seed, batch_size=config.batch_size),

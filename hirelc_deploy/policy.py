@@ -26,7 +26,8 @@ class Policy:
     """A compression plan for one model on one target.
 
     ``predicted_latency_ms`` is what the target's latency table predicts for the plan, never a measurement;
-    ``latency_kind`` says whether that table was itself measured on the device or predicted by a model.
+    ``latency_kind`` says whether that table was itself measured on the device or predicted by a model. A block
+    of width 0 is removed (only its shortcut runs); its precision is recorded as ``fp32`` and means nothing.
     """
 
     model: str
@@ -71,14 +72,21 @@ class Policy:
         return Path(path)
 
     def check_against(self, block_names: Sequence[str], full_widths: Sequence[int], precisions: Sequence[str],
-                      source: str = "policy") -> None:
-        """Refuse a policy whose blocks, widths or precisions do not fit the model and target."""
+                      source: str = "policy", removable: Sequence[bool] | None = None) -> None:
+        """Refuse a policy whose blocks, widths or precisions do not fit the model and target.
+
+        Width 0 (the block's residual branch removed) is accepted for the blocks ``removable`` marks.
+        """
         if [b.name for b in self.blocks] != list(block_names):
             raise InputError(f"{source}: blocks do not match model {self.model} "
                              f"({len(self.blocks)} in policy, {len(block_names)} in model)")
-        for b, full in zip(self.blocks, full_widths):
+        removable = removable or [False] * len(self.blocks)
+        for b, full, can_remove in zip(self.blocks, full_widths, removable):
+            if b.width == 0 and can_remove:
+                continue
             if not 1 <= b.width <= full:
-                raise InputError(f"{source}: block {b.name} width {b.width} outside 1..{full}")
+                raise InputError(f"{source}: block {b.name} width {b.width} outside "
+                                 f"{'0' if can_remove else '1'}..{full}")
             if b.precision not in precisions:
                 raise InputError(f"{source}: block {b.name} precision '{b.precision}' not offered by the target "
                                  f"({', '.join(precisions)})")

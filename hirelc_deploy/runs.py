@@ -3,6 +3,7 @@ JSON reads with errors that name the file."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -48,3 +49,35 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class RunDirectory:
+    """A run's directory: every input, intermediate record and output of one command, so it can be
+    inspected and reproduced later. JSON records are written atomically; logs are appended line by line."""
+
+    def __init__(self, path: Path):
+        self.root = Path(path)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, name: str) -> Path:
+        return self.root / name
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        atomic_write_json(self.path(name), obj)
+        return self.path(name)
+
+    def append_jsonl(self, name: str, obj: Any) -> None:
+        """Append one JSON line and flush it to disk, so a crash loses at most the line being written."""
+        with open(self.path(name), "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(obj) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())

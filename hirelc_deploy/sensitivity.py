@@ -4,7 +4,9 @@ The empirical Fisher diagonal is the mean over held-out training images of the s
 of the loss. A block's sensitivity is its Fisher trace divided by its parameter count, so a block is not
 called sensitive merely for being big. A channel's importance is the Fisher saliency of every parameter
 indexed by it (sum of F * theta^2 / 2, the second-order loss increase if the channel is removed); L1
-magnitude of the same parameters is kept as the cheap alternative.
+magnitude of the same parameters is kept as the cheap alternative. A block's INT8 saliency is the same
+second-order estimate for the noise per-channel symmetric INT8 rounding adds to its convolution weights
+(variance step^2 / 12 with step = max|w_c| / 127); activation rounding is not in it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class BlockSensitivity:
     relative: float  # fisher_per_param / the largest over blocks, in [0, 1]
     channel_fisher: list[list[float]] = field(default_factory=list)  # one list per prunable group
     channel_l1: list[list[float]] = field(default_factory=list)
+    int8_saliency: float = 0.0  # estimated loss increase from INT8 weight rounding (0 in files that predate it)
 
 
 @dataclass
@@ -110,6 +113,16 @@ def _channel_scores(group: list[tuple[nn.Module, str, int]], fisher_of: dict[int
     return fisher_score.tolist(), l1.tolist()
 
 
+def _int8_saliency(block: nn.Module, fisher_of: dict[int, torch.Tensor]) -> float:
+    total = 0.0
+    for conv in (m for m in block.modules() if isinstance(m, nn.Conv2d)):
+        weight = conv.weight.detach()
+        step = weight.abs().flatten(1).amax(1) / 127.0
+        noise = (step ** 2 / 12.0).view(-1, *([1] * (weight.dim() - 1)))
+        total += float(0.5 * (fisher_of[id(conv.weight)] * noise).sum())
+    return total
+
+
 def compute_sensitivity(model: nn.Module, model_name: str, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                         max_samples: int = 256, on_sample: Callable[[], None] | None = None) -> Sensitivity:
     """Fisher sensitivity of every block of ``model`` and importance of every prunable channel."""
@@ -123,7 +136,8 @@ def compute_sensitivity(model: nn.Module, model_name: str, batches: Iterable[tup
         trace = float(sum(fisher[n].sum() for n, _ in block_params))
         scores = [_channel_scores(group, fisher_of) for group in block.channel_params()]
         rows.append(BlockSensitivity(name, count, trace, trace / max(count, 1), 0.0,
-                                     [s for s, _ in scores], [a for _, a in scores]))
+                                     [s for s, _ in scores], [a for _, a in scores],
+                                     _int8_saliency(block, fisher_of)))
     top = max((r.fisher_per_param for r in rows), default=0.0) or 1.0
     for r in rows:
         r.relative = r.fisher_per_param / top

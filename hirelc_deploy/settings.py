@@ -22,3 +22,8 @@ def profiles_dir() -> Path:
 def tables_dir() -> Path:
     """Directory of latency tables (``$HIRELC_TABLES``, default ``latency_tables/`` in the repo)."""
     return Path(os.environ.get("HIRELC_TABLES", REPO_ROOT / "latency_tables"))
+
+
+def cache_dir() -> Path:
+    """Downloaded public checkpoints: ``$HIRELC_CACHE``, default ``~/.cache/hirelc``."""
+    return Path(os.environ.get("HIRELC_CACHE", Path.home() / ".cache" / "hirelc"))

@@ -33,7 +33,9 @@ from hirelc_deploy.latency import default_table_path, load_table, profile
 from hirelc_deploy.models import get_model_spec
 from hirelc_deploy.pipeline import DataConfig, apply_policy, load_model, prepare_data, sensitivity_of, static_batches
 from hirelc_deploy.runs import atomic_write_json, atomic_write_text
-from hirelc_deploy.search import fisher_greedy_widths, nearest_widths, plan_policy
+from hirelc_deploy.search import SearchSpace, nearest_widths, plan_policy
+from hirelc_deploy.search.prior import DamageModel
+from hirelc_deploy.search.wall import repair
 from hirelc_deploy.settings import REPO_ROOT, shared_dir, tables_dir
 from hirelc_deploy.targets import current_fingerprint, load_target
 
@@ -45,7 +47,10 @@ def _policies(table, sensitivity):
     full = [b.full_width for b in table.blocks]
     half = nearest_widths(table, 0.5)
     uniform = plan_policy(table, half, ["fp32"] * n, planned="uniform 50% fp32")
-    fisher = fisher_greedy_widths(table, sensitivity, ["fp32"] * n, uniform.predicted_latency_ms)
+    # FP32 only and no block removal: this benchmark compares width allocations at one precision.
+    space = SearchSpace(table, ["fp32"], allow_removal=False)
+    greedy = repair(space, DamageModel(space, sensitivity), space.full_index, uniform.predicted_latency_ms)
+    fisher, _ = space.decode(greedy)
     return {
         "fp32 (uncompressed)": plan_policy(table, full, ["fp32"] * n, planned="control"),
         "int8": plan_policy(table, full, ["int8"] * n, planned="all int8"),

@@ -2,7 +2,8 @@
 
 Channels are removed, not masked: after ``prune_to_widths`` the convolutions really have fewer channels, so
 the exported graph is smaller and faster. torch-pruning's dependency graph follows each removed output
-channel into the BatchNorm and the next convolution's input (and through depthwise convolutions).
+channel into the BatchNorm and the next convolution's input (and through depthwise convolutions). A block
+pruned to width 0 loses its whole residual branch (its modules are deleted) before the graph is built.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ def prune_to_widths(model: nn.Module, widths: Sequence[int], input_shape: Sequen
     blocks = [m for m in model.modules() if isinstance(m, CompressibleBlock)]
     if len(widths) != len(blocks):
         raise ValueError(f"{len(widths)} widths for {len(blocks)} blocks")
+    for block, width in zip(blocks, widths):
+        if int(width) == 0 and not block.removed:
+            block.remove_branch()
     graph = tp.DependencyGraph().build_dependency(model, example_inputs=torch.randn(*input_shape))
     for index, (block, width) in enumerate(zip(blocks, widths)):
         for group, conv in enumerate(block.prune_roots()):

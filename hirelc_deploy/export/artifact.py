@@ -47,7 +47,7 @@ def write_artifact(model: nn.Module, teacher: nn.Module, policy: Policy, input_s
     out_dir.mkdir(parents=True, exist_ok=True)
     blocks = describe_blocks(model)
     prefixes = [b.onnx_prefix for b in blocks]
-    int8 = [p for p, choice in zip(prefixes, policy.blocks) if choice.precision == "int8"]
+    int8 = [p for p, choice in zip(prefixes, policy.blocks) if choice.precision == "int8" and choice.width > 0]
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(model, tuple(input_shape), Path(tmp) / "fp32.onnx")
         with torch.no_grad():

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
-from ..runs import atomic_write_json, read_json_object
+from ..runs import atomic_write_json, read_json_object, sha256
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-
-
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass

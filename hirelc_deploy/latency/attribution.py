@@ -12,7 +12,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Sequence
 
-from .table import STEM_HEAD_PRECISION, BlockLatency, LatencyTable, transition_key
+from .table import STEM_HEAD_PRECISION, BlockLatency, LatencyTable, precision_chain, transition_key
 from .timing import Timing
 
 
@@ -40,10 +40,9 @@ def _chain(precisions: Sequence[str]) -> list[str]:
     return [STEM_HEAD_PRECISION, *precisions, STEM_HEAD_PRECISION]
 
 
-def _boundary_cost(transitions: list[dict[str, float]], precisions: Sequence[str]) -> float:
-    chain = _chain(precisions)
-    return sum(transitions[k].get(transition_key(a, b), 0.0)
-               for k, (a, b) in enumerate(zip(chain, chain[1:])) if a != b)
+def _boundary_cost(transitions: list[dict[str, float]], widths: Sequence[int], precisions: Sequence[str]) -> float:
+    chain = precision_chain(widths, precisions)
+    return sum(transitions[k].get(transition_key(a, b), 0.0) for (_, a), (k, b) in zip(chain, chain[1:]) if a != b)
 
 
 def _stem_head(uniform: Sequence[Observation], overhead_ms: float) -> tuple[float, float]:
@@ -64,8 +63,9 @@ def _block_latencies(uniform: Sequence[Observation], fixed: float, transitions: 
     values = [dict() for _ in widths]
     spreads = [dict() for _ in widths]
     for obs in uniform:
-        budget = obs.e2e.median_ms - fixed - _boundary_cost(transitions, obs.precisions)
-        scale = budget / sum(obs.block_ms)
+        budget = obs.e2e.median_ms - fixed - _boundary_cost(transitions, obs.widths, obs.precisions)
+        # A network whose blocks are all removed down to bare identities has no block time to rescale.
+        scale = budget / sum(obs.block_ms) if sum(obs.block_ms) > 0 else 0.0
         rel_spread = obs.e2e.spread_ms / obs.e2e.median_ms
         for b, (w, p, t) in enumerate(zip(obs.widths, obs.precisions, obs.block_ms)):
             values[b].setdefault(p, {}).setdefault(w, []).append(scale * t)
@@ -103,6 +103,18 @@ def _transitions(mixed: Sequence[Observation], stem_head: tuple[float, float], o
     return [{key: statistics.median(v) for key, v in est.items()} for est in estimates]
 
 
+def _share_removed(values: list[dict], spreads: list[dict], precisions: Sequence[str]) -> None:
+    """A removed block (width 0) is measured once, in FP32 (it has nothing to quantize); every precision
+    gets that entry so the table stays rectangular."""
+    for per_block, per_spread in zip(values, spreads):
+        fp32 = per_block.get(STEM_HEAD_PRECISION, {})
+        if 0 not in fp32:
+            continue
+        for p in precisions:
+            per_block.setdefault(p, {})[0] = fp32[0]
+            per_spread.setdefault(p, {})[0] = per_spread[STEM_HEAD_PRECISION][0]
+
+
 def solve(uniform: Sequence[Observation], mixed: Sequence[Observation], overhead_ms: float,
           names: Sequence[str], full_widths: Sequence[int], iterations: int = 4
           ) -> tuple[float, list[BlockLatency], list[dict[str, float]]]:
@@ -114,12 +126,14 @@ def solve(uniform: Sequence[Observation], mixed: Sequence[Observation], overhead
     """
     n = len(names)
     widths = [sorted({obs.widths[b] for obs in uniform}) for b in range(n)]
+    precisions = sorted({p for obs in uniform for p in obs.precisions})
     stem_head = _stem_head(uniform, overhead_ms)
     fixed = overhead_ms + sum(stem_head)
     transitions: list[dict[str, float]] = [dict() for _ in range(n + 1)]
     blocks: list[BlockLatency] = []
     for _ in range(iterations):
         values, spreads = _block_latencies(uniform, fixed, transitions, widths)
+        _share_removed(values, spreads, precisions)
         blocks = [
             BlockLatency(
                 name=names[b],
@@ -143,7 +157,7 @@ def isolation_factor(table: LatencyTable, measured: Sequence[tuple[Sequence[int]
     """
     saved, observed = [], []
     for widths, precisions, e2e in measured:
-        saving = table.isolated_saving(precisions)
+        saving = table.isolated_saving(precisions, widths)
         without_isolation = table.predict(widths, precisions) + table.isolated_block_factor * saving
         saved.append(saving)
         observed.append(without_isolation - e2e)

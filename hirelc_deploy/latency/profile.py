@@ -12,7 +12,7 @@ from ..models import get_model_spec
 from ..targets import Target, current_fingerprint
 from . import attribution
 from .ort_runner import HEAD, STEM, make_session, profile_nodes, runner
-from .table import LatencyTable
+from .table import LatencyTable, normalize_precisions
 from .timing import measure_interleaved
 from .variants import build_variant, overhead_model
 
@@ -52,10 +52,11 @@ def profiling_configs(model: str, target: Target, fractions: Sequence[float] | N
     uniform = []
     for fraction in sorted(set(fractions or target.width_fractions) | {1.0}):
         widths = tuple(
-            min(target.candidate_widths(b.full_width, b.prunable), key=lambda w: abs(w - fraction * b.full_width))
+            min(target.candidate_widths(b.full_width, b.prunable, b.removable),
+                key=lambda w: abs(w - fraction * b.full_width))
             for b in blocks
         )
-        uniform += [Config(widths, (p,) * len(blocks)) for p in target.precisions]
+        uniform += [Config(widths, normalize_precisions(widths, (p,) * len(blocks))) for p in target.precisions]
     full = tuple(b.full_width for b in blocks)
     mixed = [Config(full, _pairs_pattern(len(blocks), phase, low))
              for low in target.precisions if low != "fp32" for phase in range(4)]

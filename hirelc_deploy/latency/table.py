@@ -11,6 +11,9 @@ cost belongs to the boundary and is stored per boundary and direction. Boundary 
 boundary n is last block -> head; stem and head always run FP32. A block isolated between two boundaries
 (``fp32 int8 fp32``) converts more cheaply than blocks in longer runs; ``isolated_block_factor`` is the fraction
 of its mean boundary cost it saves, measured on alternating networks.
+
+A removed block (width 0) runs only its shortcut and converts nothing: the precision chain skips it, and the
+change between the kept blocks on either side of it is charged to the boundary entering the next kept block.
 """
 
 from __future__ import annotations
@@ -30,6 +33,21 @@ STEM_HEAD_PRECISION = "fp32"
 def transition_key(before: str, after: str) -> str:
     """Key of a precision change across a boundary, e.g. ``fp32->int8``."""
     return f"{before}->{after}"
+
+
+def normalize_precisions(widths: Sequence[int], precisions: Sequence[str]) -> tuple[str, ...]:
+    """Precisions with every removed block (width 0) recorded as FP32: it has no kernels to run in INT8."""
+    return tuple(STEM_HEAD_PRECISION if w == 0 else p for w, p in zip(widths, precisions))
+
+
+def precision_chain(widths: Sequence[int], precisions: Sequence[str]) -> list[tuple[int, str]]:
+    """(boundary index, precision) of the stem, every kept block and the head, in order.
+
+    Element k > 0 is entered through the boundary it names: kept block i through boundary i, the head through
+    boundary n. Removed blocks are skipped, so their neighbours meet at the later block's boundary.
+    """
+    kept = [(i, p) for i, (w, p) in enumerate(zip(widths, precisions)) if w != 0]
+    return [(0, STEM_HEAD_PRECISION), *kept, (len(widths), STEM_HEAD_PRECISION)]
 
 
 @dataclass
@@ -77,19 +95,21 @@ class LatencyTable:
         if len(widths) != len(self.blocks) or len(precisions) != len(self.blocks):
             raise TableError(f"configuration has {len(widths)} widths and {len(precisions)} precisions, "
                              f"the table has {len(self.blocks)} blocks")
+        precisions = normalize_precisions(widths, precisions)
         total = self.fixed_ms + sum(b.lookup(w, p) for b, w, p in zip(self.blocks, widths, precisions))
-        costs = self._boundary_costs(precisions)
-        return total + sum(costs) - self.isolated_block_factor * self.isolated_saving(precisions)
+        costs = self.boundary_costs(widths, precisions)
+        return total + sum(costs) - self.isolated_block_factor * self.isolated_saving(precisions, widths)
 
-    def _boundary_costs(self, precisions: Sequence[str]) -> list[float]:
-        chain = [STEM_HEAD_PRECISION, *precisions, STEM_HEAD_PRECISION]
+    def boundary_costs(self, widths: Sequence[int], precisions: Sequence[str]) -> list[float]:
+        """Conversion cost entering each element of the precision chain after the stem (kept blocks, head)."""
+        chain = precision_chain(widths, precisions)
         return [self.transitions_ms[k].get(transition_key(a, b), 0.0) if a != b else 0.0
-                for k, (a, b) in enumerate(zip(chain, chain[1:]))]
+                for (_, a), (k, b) in zip(chain, chain[1:])]
 
-    def isolated_saving(self, precisions: Sequence[str]) -> float:
-        """Sum over isolated blocks (both neighbours in another precision) of their mean boundary cost."""
-        costs = self._boundary_costs(precisions)
-        return sum((costs[b] + costs[b + 1]) / 2 for b in range(len(precisions)) if costs[b] and costs[b + 1])
+    def isolated_saving(self, precisions: Sequence[str], widths: Sequence[int] | None = None) -> float:
+        """Sum over isolated kept blocks (both neighbours in another precision) of their mean boundary cost."""
+        costs = self.boundary_costs(widths or [1] * len(precisions), precisions)
+        return sum((a + b) / 2 for a, b in zip(costs, costs[1:]) if a and b)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -110,9 +130,16 @@ class LatencyTable:
         atomic_write_json(Path(path), self.to_dict())
         return Path(path)
 
+    def fingerprint_differences(self, current: Fingerprint) -> list[str]:
+        """Where this table's device fingerprint differs from ``current`` (empty when it matches)."""
+        try:
+            return Fingerprint.from_dict(self.fingerprint).differences(current)
+        except (KeyError, TypeError):
+            return ["fingerprint is malformed"]
+
     def check_device(self, current: Fingerprint, force: bool = False, source: str = "latency table") -> None:
         """Refuse a table measured on another device or runtime setting unless ``force``."""
-        diffs = Fingerprint.from_dict(self.fingerprint).differences(current)
+        diffs = self.fingerprint_differences(current)
         if diffs and not force:
             raise TableError(f"{source}: measured on another device ({'; '.join(diffs)}); use --force to use it anyway")
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..targets import Target
 from .profile import Config, Progress, measure_configs
-from .table import LatencyTable
+from .table import LatencyTable, normalize_precisions
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def validation_configs(table: LatencyTable, count: int, seed: int = 0) -> list[t
             precs = ("fp32",) * n
         else:
             precs = tuple(str(p) for p in rng.choice(precisions, size=n))
-        configs.append((f"random{i}", Config(widths, precs)))
+        configs.append((f"random{i}", Config(widths, normalize_precisions(widths, precs))))
     return configs
 
 

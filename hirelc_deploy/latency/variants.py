@@ -25,7 +25,8 @@ def build_variant(spec: ModelSpec, widths: Sequence[int], precisions: Sequence[s
     """Export ``spec`` at ``widths`` (random weights) with the blocks marked ``int8`` quantized, to ``path``."""
     model = spec.build(list(widths))
     blocks = spec.blocks()
-    int8 = [b.onnx_prefix for b, p in zip(blocks, precisions) if p == "int8"]
+    # A removed block (width 0) runs only its shortcut's data movement: nothing to quantize.
+    int8 = [b.onnx_prefix for b, w, p in zip(blocks, widths, precisions) if p == "int8" and w > 0]
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(model, tuple(input_shape), Path(tmp) / "fp32.onnx")
         return quantize_blocks(fp32, path, int8, calibration or random_calibration(input_shape))

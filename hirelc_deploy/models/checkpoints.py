@@ -1,14 +1,19 @@
-"""Safe checkpoint loading: tensors only (``weights_only=True``), checked against the architecture."""
+"""Safe checkpoint loading: tensors only (``weights_only=True``), checked against the architecture; and the
+registry of public checkpoints ``--weights`` may name."""
 
 from __future__ import annotations
 
+import hashlib
 import pickle
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..runs import atomic_write_bytes, sha256
 
 
 def _extract_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
@@ -54,3 +59,55 @@ def load_weights(model: nn.Module, path: Path) -> nn.Module:
         raise CheckpointError(f"{path}: does not fit {type(model).__name__} ({detail})")
     model.load_state_dict(state, strict=False)
     return model
+
+
+@dataclass(frozen=True)
+class PublicCheckpoint:
+    """A published checkpoint ``--weights`` can name instead of a path: where it comes from and its digest."""
+
+    model: str
+    url: str
+    sha256: str
+
+    @property
+    def filename(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+
+_AKAMASTER = "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models"
+PUBLIC_CHECKPOINTS = {
+    "resnet20-cifar10": PublicCheckpoint(
+        "resnet20", f"{_AKAMASTER}/resnet20-12fca82f.th",
+        "12fca82f0bebc4135bf1f32f6e3710e61d5108578464b84fd6d7f5c1b04036c8"),
+    "resnet56-cifar10": PublicCheckpoint(
+        "resnet56", f"{_AKAMASTER}/resnet56-4bfd9763.th",
+        "4bfd97631478d6b638d2764fd2baff3edb1d7d82252d54439343b6596b9b5367"),
+}
+
+
+def resolve_weights(value: str | Path, cache: Path, timeout_s: float = 30.0) -> Path:
+    """The checkpoint file ``--weights`` means: an existing path, or a registered public checkpoint name,
+    fetched once into ``cache`` and checked against its sha256. Offline, the error says where to put it."""
+    path = Path(value)
+    if path.exists() or str(value) not in PUBLIC_CHECKPOINTS:
+        if not path.is_file():
+            names = ", ".join(PUBLIC_CHECKPOINTS)
+            raise CheckpointError(f"--weights {value}: no such file (nor a public checkpoint name: {names})")
+        return path
+    entry = PUBLIC_CHECKPOINTS[str(value)]
+    target = Path(cache) / entry.filename
+    if target.is_file():
+        if sha256(target) != entry.sha256:
+            raise CheckpointError(f"--weights {value}: cached file {target} does not match the published sha256 "
+                                  "(delete it to fetch again)")
+        return target
+    try:
+        with urllib.request.urlopen(entry.url, timeout=timeout_s) as response:
+            data = response.read()
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"--weights {value}: could not download {entry.url} ({exc}); put the file at "
+                              f"{target}") from None
+    if hashlib.sha256(data).hexdigest() != entry.sha256:
+        raise CheckpointError(f"--weights {value}: download from {entry.url} does not match the published sha256")
+    atomic_write_bytes(target, data)
+    return target

@@ -28,16 +28,22 @@ class CifarBasicBlock(TwoConvBlock):
     kind = "basic"
 
     def __init__(self, in_planes: int, planes: int, stride: int, inner: int):
-        super().__init__(in_planes, planes, inner, planes)
-        self.conv1 = nn.Conv2d(in_planes, inner, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(inner)
-        self.conv2 = nn.Conv2d(inner, planes, 3, 1, 1, bias=False)
+        super().__init__(in_planes, planes, inner or planes, planes, removable=True)
+        self.conv1 = nn.Conv2d(in_planes, self.inner_width, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(self.inner_width)
+        self.conv2 = nn.Conv2d(self.inner_width, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut: nn.Module = nn.Sequential()
         if stride != 1 or in_planes != planes:
             self.shortcut = PadShortcut(planes // 4)
+        if inner == 0:
+            self.remove_branch()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.removed:
+            # The input is a ReLU output (>= 0) and the shortcut only subsamples and zero-pads, so the final
+            # ReLU of relu(0 + shortcut(x)) is the identity and is left out of the graph.
+            return self.shortcut(x)
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return F.relu(out + self.shortcut(x))
@@ -52,7 +58,7 @@ class CifarResNet(nn.Module):
             raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
         n = (depth - 2) // 6
         planes = [p for p in (16, 32, 64) for _ in range(n)]
-        widths = resolve_widths(planes, widths, [True] * len(planes))
+        widths = resolve_widths(planes, widths, [True] * len(planes), [True] * len(planes))
         self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
         in_planes, k = 16, 0

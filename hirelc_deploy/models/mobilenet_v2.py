@@ -23,26 +23,31 @@ class InvertedResidual(CompressibleBlock):
     """Expand (1x1) -> depthwise (3x3) -> project (1x1); the expanded width is the prunable inner width."""
 
     kind = "inverted_residual"
+    branch_modules = ("conv",)
 
     def __init__(self, in_ch: int, out_ch: int, stride: int, expand_ratio: int, inner: int):
         full = in_ch * expand_ratio
-        super().__init__(in_ch, out_ch, inner, full, prunable=expand_ratio != 1)
-        self.use_res_connect = stride == 1 and in_ch == out_ch
+        removable = stride == 1 and in_ch == out_ch
+        super().__init__(in_ch, out_ch, inner or full, full, prunable=expand_ratio != 1, removable=removable)
+        self.use_res_connect = removable
+        width = self.inner_width
         layers: list[nn.Module] = []
         if expand_ratio != 1:
-            layers.append(_conv_bn_relu(in_ch, inner, 1, 1))
+            layers.append(_conv_bn_relu(in_ch, width, 1, 1))
         layers += [
-            _conv_bn_relu(inner, inner, 3, stride, groups=inner),
-            nn.Conv2d(inner, out_ch, 1, bias=False),
+            _conv_bn_relu(width, width, 3, stride, groups=width),
+            nn.Conv2d(width, out_ch, 1, bias=False),
             nn.BatchNorm2d(out_ch),
         ]
         self.conv = nn.Sequential(*layers)
+        if inner == 0:
+            self.remove_branch()
 
     def prune_roots(self) -> list[nn.Conv2d]:
-        return [self.conv[0][0]] if self.prunable else []
+        return [self.conv[0][0]] if self.prunable and not self.removed else []
 
     def channel_params(self) -> list[list[tuple[nn.Module, str, int]]]:
-        if not self.prunable:
+        if not self.prunable or self.removed:
             return []
         expand, depthwise, project = self.conv[0], self.conv[1], self.conv[2]
         return [[(expand[0], "weight", 0), (expand[1], "weight", 0), (expand[1], "bias", 0),
@@ -50,6 +55,8 @@ class InvertedResidual(CompressibleBlock):
                  (project, "weight", 1)]]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.removed:
+            return x  # only blocks with an identity shortcut are removable
         out = self.conv(x)
         return x + out if self.use_res_connect else out
 
@@ -66,7 +73,7 @@ class MobileNetV2(nn.Module):
                 plan.append((in_ch, c, s if i == 0 else 1, t))
                 in_ch = c
         full = [i * t for i, _, _, t in plan]
-        widths = resolve_widths(full, widths, [t != 1 for *_, t in plan])
+        widths = resolve_widths(full, widths, [t != 1 for *_, t in plan], [s == 1 and i == c for i, c, s, _ in plan])
         features: list[nn.Module] = [_conv_bn_relu(3, 32, 3, 2)]
         features += [InvertedResidual(i, c, s, t, w) for (i, c, s, t), w in zip(plan, widths)]
         features.append(_conv_bn_relu(in_ch, 1280, 1, 1))

@@ -1,5 +1,5 @@
-"""Search: the choices a target's table offers and the policies built from them."""
+"""Search: find, for a latency budget on a target, the per-block width and precision policy that loses least."""
 
-from .space import fisher_greedy_widths, nearest_widths, plan_policy
+from .space import SearchSpace, nearest_widths, plan_policy
 
-__all__ = ["fisher_greedy_widths", "nearest_widths", "plan_policy"]
+__all__ = ["SearchSpace", "nearest_widths", "plan_policy"]

@@ -52,14 +52,16 @@ class Target:
     measure: MeasureSettings = field(default_factory=MeasureSettings)
     path: str = ""
 
-    def candidate_widths(self, full_width: int, prunable: bool = True) -> list[int]:
+    def candidate_widths(self, full_width: int, prunable: bool = True, removable: bool = False) -> list[int]:
         """Inner widths this target profiles for a block: each fraction of ``full_width`` rounded to the
-        channel multiple, at least one multiple, at most the full width."""
+        channel multiple, at least one multiple, at most the full width. Fraction 0 in the grid means the
+        block may be removed (width 0) where it is ``removable``."""
+        removal = {0} if removable and 0.0 in self.width_fractions else set()
         if not prunable:
-            return [full_width]
+            return sorted({full_width} | removal)
         m = self.channel_multiple
-        widths = {min(full_width, max(m, m * round(f * full_width / m))) for f in self.width_fractions}
-        return sorted(widths | {full_width})
+        widths = {min(full_width, max(m, m * round(f * full_width / m))) for f in self.width_fractions if f > 0}
+        return sorted(widths | {full_width} | removal)
 
 
 _TOP_KEYS = {f.name for f in fields(Target)} - {"path", "measure"} | {"schema_version", "measure"}
@@ -100,8 +102,9 @@ def parse_target(path: Path) -> Target:
     for key in ("threads", "batch_size", "channel_multiple"):
         _check_positive(path, key, raw[key])
     fractions = tuple(float(f) for f in raw["width_fractions"])
-    if not fractions or any(not 0 < f <= 1 for f in fractions):
-        raise TargetError(f"{path}: 'width_fractions' must be a non-empty list of numbers in (0, 1]")
+    if not fractions or any(not 0 <= f <= 1 for f in fractions):
+        raise TargetError(f"{path}: 'width_fractions' must be a non-empty list of numbers in [0, 1] "
+                          "(0 = the block may be removed)")
     measure_raw = raw.get("measure", {})
     unknown = sorted(set(measure_raw) - _MEASURE_KEYS)
     if unknown:

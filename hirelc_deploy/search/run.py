@@ -1,0 +1,56 @@
+"""One search, start to finish: context, strategy, result, and the finalists worth measuring for real."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..sensitivity import Sensitivity
+from .context import Evaluation, SearchContext
+from .evaluate import EvalResult
+from .prior import DamageModel
+from .registry import get_strategy
+from .space import SearchSpace
+
+
+@dataclass
+class SearchOutcome:
+    """What a search found: every evaluation in order, and how long it took."""
+
+    strategy: str
+    seed: int
+    evals: int
+    budget_ms: float  # in table units
+    history: list[Evaluation]
+    seconds: float
+
+    @property
+    def best(self) -> Evaluation:
+        return max(self.history, key=lambda e: e.result.key())
+
+    def ranked(self) -> list[Evaluation]:
+        """Evaluations from best to worst proxy accuracy."""
+        return sorted(self.history, key=lambda e: e.result.key(), reverse=True)
+
+    def summary(self) -> dict:
+        best = self.best
+        return {"strategy": self.strategy, "seed": self.seed, "evals_allowed": self.evals,
+                "evals_used": len(self.history), "budget_table_ms": self.budget_ms, "seconds": self.seconds,
+                "best_index": best.index, "best": best.to_dict()}
+
+
+def run_search(strategy: str, space: SearchSpace, sensitivity: Sensitivity,
+               evaluate: Callable[[list[int], list[str]], tuple[EvalResult, bool]], budget_ms: float, evals: int,
+               seed: int = 0, on_evaluation: Callable[[Evaluation], None] | None = None) -> SearchOutcome:
+    """Run ``strategy`` for ``evals`` real evaluations under ``budget_ms`` (table units); deterministic per seed."""
+    search = get_strategy(strategy)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    ctx = SearchContext(space, DamageModel(space, sensitivity), budget_ms, evaluate, evals, seed, on_evaluation)
+    start = time.perf_counter()
+    search(ctx)
+    return SearchOutcome(strategy, seed, evals, budget_ms, ctx.history, time.perf_counter() - start)

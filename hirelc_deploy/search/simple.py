@@ -1,0 +1,58 @@
+"""The baselines without learning: ``fisher-greedy``, ``uniform`` and ``random``.
+
+* ``fisher-greedy`` allocates by sensitivity alone: starting from the uncompressed model, the action wall's
+  greedy rule (least Fisher damage per millisecond saved) shrinks blocks until the budget is met. Because the
+  prior's weighting of INT8 rounding against channel removal is only an estimate, it also tries the same greedy
+  with INT8 made cheaper or dearer and with block removal made dearer, and keeps the best evaluated result.
+* ``uniform`` keeps the widest uniform width fraction that meets the budget, for each uniform precision
+  the table offers, and keeps the better (the wall repairs a fraction that cannot meet the budget alone).
+* ``random`` evaluates random configurations put through the action wall.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from .context import SearchContext
+from .wall import repair
+
+# Multipliers of the INT8 and of the block-removal damage the fisher-greedy sweep tries, most trusted first.
+_INT8_WEIGHTS = (1.0, 0.0, 10.0, 100.0)
+_REMOVAL_WEIGHTS = (1.0, 3.0, 10.0, 0.3)
+
+
+def fisher_greedy(ctx: SearchContext) -> None:
+    """Greedy allocation by Fisher sensitivity, swept over the prior's two uncertain weights."""
+    for int8, removal in itertools.product(_INT8_WEIGHTS, _REMOVAL_WEIGHTS):
+        if ctx.exhausted:
+            return
+        prior = ctx.prior.weighted(int8, removal)
+        ctx.propose(repair(ctx.space, prior, ctx.space.full_index, ctx.budget_ms))
+
+
+def uniform(ctx: SearchContext) -> None:
+    """Best uniform width fraction meeting the budget, for each uniform precision."""
+    space = ctx.space
+    fractions = sorted({w / space.full_width[b] for b, opts in enumerate(space.options) for w in
+                        (o.width for o in opts) if w > 0}, reverse=True)
+    for precision in space.precisions:
+        if ctx.exhausted:
+            return
+        choice = None
+        for fraction in fractions:
+            x = np.array([min((k for k, o in enumerate(opts) if o.width > 0 and o.precision == precision),
+                              key=lambda k, o=opts, b=b: abs(o[k].width - fraction * space.full_width[b]))
+                          for b, opts in enumerate(space.options)])
+            choice = x
+            if space.latency(x[None])[0] <= ctx.budget_ms:
+                break
+        ctx.propose(choice)
+
+
+def random_search(ctx: SearchContext) -> None:
+    """Random configurations through the action wall."""
+    while not ctx.exhausted:
+        if ctx.propose(ctx.space.random(ctx.rng, 1)[0]) is None:
+            return

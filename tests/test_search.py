@@ -1,0 +1,167 @@
+"""The search: latency model of the space, the action wall, budgets, and every strategy on a tiny model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hirelc_deploy.errors import InputError
+from hirelc_deploy.latency.table import BlockLatency, LatencyTable
+from hirelc_deploy.models import get_model_spec
+from hirelc_deploy.pipeline import DataConfig, prepare_data, sensitivity_of
+from hirelc_deploy.search import SearchSpace
+from hirelc_deploy.search.budget import parse_budget
+from hirelc_deploy.search.evaluate import EvalData, Evaluator
+from hirelc_deploy.search.prior import DamageModel
+from hirelc_deploy.search.registry import STRATEGIES, get_strategy
+from hirelc_deploy.search.run import run_search
+from hirelc_deploy.search.wall import repair, repair_batch
+from hirelc_deploy.sensitivity import BlockSensitivity, Sensitivity
+
+
+def random_table(seed: int, blocks: int, removable: bool = True) -> LatencyTable:
+    """A table with arbitrary (not monotone) latencies and boundary costs, as noisy measurements can give."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for b in range(blocks):
+        full = int(rng.choice([8, 16]))
+        widths = ([0] if removable else []) + [full // 4, full // 2, full]
+        lat = {p: [0.0 if w == 0 else float(rng.uniform(0.05, 1.0)) for w in widths] for p in ("fp32", "int8")}
+        rows.append(BlockLatency(f"b{b}", full, widths, lat, {p: [0.0] * len(widths) for p in lat}))
+    transitions = [{k: float(rng.uniform(0, 0.2)) for k in ("fp32->int8", "int8->fp32") if rng.random() < 0.8}
+                   for _ in range(blocks + 1)]
+    return LatencyTable("random", "cpu-ort-1t", "measured", {}, [1, 3, 8, 8], float(rng.uniform(0, 0.5)), rows,
+                        transitions, float(rng.uniform(-1, 1)))
+
+
+def flat_sensitivity(table: LatencyTable, seed: int) -> Sensitivity:
+    """Random per-channel Fisher scores shaped like ``table``'s blocks."""
+    rng = np.random.default_rng(seed)
+    rows = [BlockSensitivity(b.name, 100, float(rng.random()), float(rng.random()), float(rng.random()),
+                             [rng.random(b.full_width).tolist()], [], float(rng.random()) * 1e-3)
+            for b in table.blocks]
+    return Sensitivity("random", 0, rows)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), blocks=st.integers(1, 6))
+def test_space_latency_matches_the_table(seed, blocks):
+    table = random_table(seed, blocks)
+    space = SearchSpace(table)
+    xs = space.random(np.random.default_rng(seed), 20)
+    fast = space.latency(xs)
+    for x, ms in zip(xs, fast):
+        widths, precisions = space.decode(x)
+        assert ms == pytest.approx(table.predict(widths, precisions), abs=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), blocks=st.integers(1, 6))
+def test_fastest_configuration_is_the_fastest(seed, blocks):
+    table = random_table(seed, blocks)
+    space = SearchSpace(table)
+    sampled = space.latency(space.random(np.random.default_rng(seed), 500))
+    assert space.fastest_ms <= sampled.min() + 1e-9
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 10_000), blocks=st.integers(1, 6), removable=st.booleans(),
+       where=st.floats(0.0, 1.0))
+def test_action_wall_never_returns_an_infeasible_policy(seed, blocks, removable, where):
+    table = random_table(seed, blocks, removable)
+    space = SearchSpace(table)
+    prior = DamageModel(space, flat_sensitivity(table, seed))
+    budget = space.fastest_ms + where * (space.uncompressed_ms - space.fastest_ms)
+    xs = space.random(np.random.default_rng(seed + 1), 16)
+    xs = np.vstack([xs, space.full_index[None]])
+    for x in xs:
+        fixed = repair(space, prior, x, budget)
+        assert space.latency(fixed[None])[0] <= budget + 1e-9
+        assert space.valid[np.arange(space.n), fixed].all()
+    assert (space.latency(repair_batch(space, prior, xs, budget)) <= budget + 1e-9).all()
+
+
+def test_action_wall_leaves_feasible_configurations_alone():
+    table = random_table(3, 4)
+    space = SearchSpace(table)
+    prior = DamageModel(space, flat_sensitivity(table, 3))
+    x = space.full_index
+    assert (repair(space, prior, x, space.uncompressed_ms + 1.0) == x).all()
+
+
+def test_budget_below_the_fastest_configuration_names_it():
+    space = SearchSpace(random_table(5, 3))
+    with pytest.raises(InputError, match=f"{space.fastest_ms:.4f}"):
+        space.check_budget(space.fastest_ms * 0.5)
+
+
+@pytest.mark.parametrize("text,ms,relative", [("0.6ms", 0.6, False), ("600us", 0.6, False), ("0.5x", 0.5, True),
+                                              (" 1.25 ms", 1.25, False)])
+def test_budget_parsing(text, ms, relative):
+    budget = parse_budget(text)
+    assert budget.relative is relative
+    assert budget.milliseconds(2.0) == pytest.approx(ms * 2.0 if relative else ms)
+
+
+@pytest.mark.parametrize("text", ["", "fast", "0.6", "-1ms", "0ms", "1.5x", "2s"])
+def test_bad_budget_is_one_line_naming_the_flag(text):
+    with pytest.raises(InputError, match="--latency-budget") as info:
+        parse_budget(text)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_strategy_lists_the_known_ones():
+    with pytest.raises(InputError, match="--strategy") as info:
+        get_strategy("nope")
+    assert all(name in str(info.value) for name in STRATEGIES)
+
+
+@pytest.fixture(scope="module")
+def tiny_problem(tmp_path_factory):
+    """ResNet-20 (random weights), a tiny data slice, and a table shaped like the model."""
+    from tests.conftest import make_image_folder
+
+    root = tmp_path_factory.mktemp("data")
+    make_image_folder(root / "train", 12, seed=1)
+    spec = get_model_spec("resnet20")
+    teacher = spec.build().eval()
+    config = DataConfig(train_images=64, heldout_images=40, fisher_images=16, bn_images=32, batch_size=32)
+    data = prepare_data(spec, root, config)
+    sensitivity = sensitivity_of(teacher, spec, data, config)
+    rows = []
+    for info in spec.blocks():
+        widths = ([0] if info.removable else []) + [info.full_width // 2, info.full_width]
+        lat = {"fp32": [0.0 if w == 0 else 0.02 * w / 16 for w in widths],
+               "int8": [0.0 if w == 0 else 0.012 * w / 16 for w in widths]}
+        rows.append(BlockLatency(info.name, info.full_width, widths, lat, {p: [0.0] * len(widths) for p in lat}))
+    table = LatencyTable("resnet20", "cpu-ort-1t", "measured", {}, [1, 3, 32, 32], 0.05, rows,
+                         [{"fp32->int8": 0.005, "int8->fp32": 0.005} for _ in range(len(rows) + 1)])
+    evaluator = Evaluator(teacher, spec.input_shape, EvalData.from_prepared(data, bn_images=32,
+                                                                            calibration_images=16), sensitivity)
+    return SearchSpace(table), sensitivity, evaluator
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_every_strategy_returns_feasible_policies(tiny_problem, strategy):
+    space, sensitivity, evaluator = tiny_problem
+    budget = space.uncompressed_ms * 0.5
+    outcome = run_search(strategy, space, sensitivity, evaluator, budget, evals=4, seed=0)
+    assert 1 <= len(outcome.history) <= 4
+    for e in outcome.history:
+        assert space.table.predict(list(e.widths), list(e.precisions)) <= budget + 1e-9
+    best = outcome.best
+    assert best.result.top1 == max(e.result.top1 for e in outcome.history)
+    policy = space.policy(best.options)
+    assert policy.predicted_latency_ms <= budget + 1e-9
+
+
+@pytest.mark.parametrize("strategy", ["hirelc", "rl-pruner", "random"])
+def test_search_is_deterministic_for_a_seed(tiny_problem, strategy):
+    space, sensitivity, evaluator = tiny_problem
+    budget = space.uncompressed_ms * 0.45
+    runs = [[e.options for e in run_search(strategy, space, sensitivity, evaluator, budget, 6, seed=s).history]
+            for s in (1, 1, 2)]
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
