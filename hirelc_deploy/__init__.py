@@ -2,7 +2,7 @@
 
 The public Python API, with the same defaults as the CLI::
 
-    from hirelc_deploy import load_target, profile, validate, export_policy, bench
+    from hirelc_deploy import load_target, profile, validate, compress, CompressConfig, export_policy, bench
 
 Attributes are imported on first use so that ``import hirelc_deploy`` stays cheap.
 """
@@ -23,6 +23,9 @@ _API = {
     "prepare_data": "pipeline",
     "load_model": "pipeline",
     "bench": "bench",
+    "compress": "compress",
+    "CompressConfig": "compress",
+    "run_search": "search.run",
     "load_target": "targets",
     "get_model_spec": "models",
 }

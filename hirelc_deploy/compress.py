@@ -29,8 +29,8 @@ from .apply import DistillConfig
 from .bench import BenchResult, bench, measure_latency
 from .data import Normalize, load_images, open_dataset
 from .errors import InputError
-from .export import export_onnx
 from .isolation import run_isolated
+from .latency.calibrate import Calibration, fit, measure_configs
 from .latency.profile import model_input_shape
 from .latency.reuse import ensure_table
 from .latency.variants import build_variant
@@ -40,11 +40,14 @@ from .pipeline import DataConfig, export_policy, load_model, prepare_data, sensi
 from .policy import Policy
 from .runs import RunDirectory
 from .search import SearchSpace
-from .search.budget import parse_budget
+from .latency.table import LatencyTable
+from .search.budget import Budget, parse_budget
 from .search.context import Evaluation
 from .search.evaluate import EvalData, Evaluator
+from .search.prior import DamageModel
 from .search.registry import get_strategy
 from .search.run import SearchOutcome, run_search
+from .search.wall import repair
 from .settings import cache_dir, tables_dir
 from .targets import Target, current_fingerprint, load_target
 
@@ -107,11 +110,27 @@ class CompressConfig:
             raise InputError(f"--finetune-epochs: must not be negative, got {self.finetune_epochs}")
 
 
-def measure_uncompressed(teacher, shape, target: Target) -> float:
-    """Median latency of the uncompressed model exported as FP32 ONNX, timed in a fresh process."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = export_onnx(teacher, shape, Path(tmp) / "uncompressed.onnx")
-        return run_isolated(measure_latency, {"uncompressed": path}, target)["uncompressed"].median_ms
+def calibrated_space(table: LatencyTable, spec, target: Target, sensitivity, budget: Budget
+                     ) -> tuple[SearchSpace, Calibration, float]:
+    """The search space over ``table`` calibrated against real engines (see ``latency/calibrate.py``), the
+    calibration, and the uncompressed model's measured latency (the first engine timed).
+
+    The engines are the uncompressed model, the all-INT8 one, the fastest configuration, and the Fisher-greedy
+    policies for the budget with INT8 judged cheap and dear: the kinds of configuration the search will weigh.
+    """
+    raw = SearchSpace(table, target.precisions)
+    prior = DamageModel(raw, sensitivity)
+    probe = budget.milliseconds(raw.uncompressed_ms) if budget.relative else budget.value
+    probe = min(max(probe, raw.fastest_ms), raw.uncompressed_ms)
+    candidates = [raw.full_index, raw.fastest_index]
+    if "int8" in raw.precisions:
+        candidates.insert(1, np.array([raw.index(b, int(w), "int8") for b, w in enumerate(raw.full_width)]))
+    candidates += [repair(raw, prior.weighted(int8, 1.0), raw.full_index, probe) for int8 in (1.0, 100.0)]
+    unique = dict.fromkeys(tuple(int(v) for v in c) for c in candidates)
+    configs = [raw.decode(x) for x in unique]
+    measured = measure_configs(spec, target, model_input_shape(spec.name, target), configs)
+    calibration = fit(table, configs, measured)
+    return SearchSpace(calibration.apply(table), target.precisions), calibration, measured[0]
 
 
 def verify_finalists(outcome: SearchOutcome, space: SearchSpace, spec, target: Target, budget, count: int
@@ -215,10 +234,14 @@ def compress(config: CompressConfig, run_dir: Path, reporter: Reporter | None = 
                                        else None, progress=lambda *_: reporter.advance())
     reporter.note(f"latency table {table_source}")
     table.save(run.path("latency_table.json"))
-    space = SearchSpace(table, target.precisions)
+    reporter.phase("Fisher sensitivity", data_config.fisher_images)
+    sensitivity = sensitivity_of(teacher, spec, data, data_config, on_sample=reporter.advance)
+    sensitivity.save(run.path("sensitivity.json"))
 
-    reporter.phase("measuring the uncompressed model")
-    uncompressed_ms = measure_uncompressed(teacher, model_input_shape(config.model, target), target)
+    reporter.phase("calibrating the table against real engines")
+    space, calibration, uncompressed_ms = calibrated_space(table, spec, target, sensitivity, budget)
+    run.write_json("calibration.json", calibration.to_dict())
+    space.table.save(run.path("latency_table_calibrated.json"))
     drift = uncompressed_ms / space.uncompressed_ms
     budget_ms = budget.milliseconds(uncompressed_ms)
     if budget_ms < space.fastest_ms * drift:
@@ -230,10 +253,6 @@ def compress(config: CompressConfig, run_dir: Path, reporter: Reporter | None = 
     run.write_json("baseline.json", {"uncompressed_ms": uncompressed_ms, "table_predicted_ms": space.uncompressed_ms,
                                      "table_drift": drift, "budget_ms": budget_ms,
                                      "budget_table_ms": budget_ms / drift})
-
-    reporter.phase("Fisher sensitivity", data_config.fisher_images)
-    sensitivity = sensitivity_of(teacher, spec, data, data_config, on_sample=reporter.advance)
-    sensitivity.save(run.path("sensitivity.json"))
     evaluator = Evaluator(teacher, spec.input_shape, EvalData.from_prepared(data), sensitivity)
     outcome = _search(config, run, space, sensitivity, evaluator, budget_ms / drift, reporter)
 

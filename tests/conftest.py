@@ -12,6 +12,7 @@ import torch
 from hirelc_deploy.settings import shared_dir
 from hirelc_deploy.targets import parse_target
 
+# Tests check behaviour, not speed: short timing, and no long waits for a quiet machine.
 TINY_TARGET = """
 schema_version = 1
 name = "tiny-cpu"
@@ -30,6 +31,7 @@ bursts = 3
 runs_per_burst = 5
 profile_runs = 5
 max_retries = 0
+max_wait_s = 2.0
 """
 
 

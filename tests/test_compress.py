@@ -74,6 +74,7 @@ def test_compress_end_to_end(tmp_path, shared):
     assert summary["meets_budget"] == (summary["measured_ms"] <= summary["budget_ms"])
     assert summary["bytes_after"] < summary["bytes_before"]
     assert 0.0 <= summary["top1_after"] <= 1.0 and summary["top1_before"] > 0.5
+    assert summary.pop("run_dir") == str(run)
     assert summary == json.loads((run / "summary.json").read_text())
 
 

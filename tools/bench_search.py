@@ -31,15 +31,13 @@ from rich.table import Table
 
 from hirelc_deploy.apply import DistillConfig
 from hirelc_deploy.bench import bench
-from hirelc_deploy.compress import final_latency, measure_uncompressed, verify_finalists
+from hirelc_deploy.compress import calibrated_space, final_latency, verify_finalists
 from hirelc_deploy.data import Normalize, load_images, open_dataset
 from hirelc_deploy.isolation import run_isolated
-from hirelc_deploy.latency.profile import model_input_shape
 from hirelc_deploy.latency.reuse import ensure_table
 from hirelc_deploy.models import get_model_spec
 from hirelc_deploy.pipeline import DataConfig, export_policy, load_model, prepare_data, sensitivity_of
 from hirelc_deploy.runs import atomic_write_json, atomic_write_text
-from hirelc_deploy.search import SearchSpace
 from hirelc_deploy.search.budget import parse_budget
 from hirelc_deploy.search.evaluate import EvalData, Evaluator
 from hirelc_deploy.search.registry import STRATEGIES
@@ -93,15 +91,16 @@ def main() -> int:
     for target_name in args.targets.split(","):
         target = load_target(target_name)
         table, source = ensure_table(MODEL, target, tables_dir(), None)
-        space = SearchSpace(table, target.precisions)
-        shape = model_input_shape(MODEL, target)
-        uncompressed_ms = measure_uncompressed(teacher, shape, target)
+        # Calibrated once per target, against the tighter budget's configurations (compress does it per run).
+        budgets = args.budgets.split(",")
+        space, calibration, uncompressed_ms = calibrated_space(
+            table, spec, target, sensitivity, min(map(parse_budget, budgets), key=lambda b: b.value))
         drift = uncompressed_ms / space.uncompressed_ms
         target_report = report["targets"][target_name] = {
-            "table": source, "fingerprint": current_fingerprint(target).to_dict(),
+            "table": source, "calibration": calibration.to_dict(), "fingerprint": current_fingerprint(target).to_dict(),
             "uncompressed_ms": uncompressed_ms, "table_drift": drift, "budgets": {}}
         found = {}
-        for budget_text in args.budgets.split(","):
+        for budget_text in budgets:
             budget = parse_budget(budget_text)
             budget_ms = budget.milliseconds(uncompressed_ms)
             rows = target_report["budgets"][budget_text] = {"budget_ms": budget_ms, "strategies": {}}
