@@ -389,7 +389,7 @@ def _print_summary(summary: dict) -> None:
     table.add_row("latency ms (measured)", f"{summary['uncompressed_ms']:.4f}",
                   f"{summary['measured_ms']:.4f} ({min(summary['measured_rounds_ms']):.4f}-"
                   f"{max(summary['measured_rounds_ms']):.4f} over {len(summary['measured_rounds_ms'])} processes)")
-    table.add_row("latency ms (predicted by the table)", "", f"{summary['predicted_ms']:.4f}")
+    table.add_row("latency ms (predicted, calibrated table)", "", f"{summary['predicted_ms']:.4f}")
     table.add_row("budget ms", "", f"{summary['budget_ms']:.4f}")
     table.add_row("speedup (measured)", "", f"{summary['speedup']:.2f}x")
     table.add_row(f"top-1 ({summary['test_images']} test images)", f"{100 * summary['top1_before']:.2f}%",
