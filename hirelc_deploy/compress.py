@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import platform
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -30,10 +29,9 @@ from .bench import BenchResult, bench, measure_latency
 from .data import Normalize, load_images, open_dataset
 from .errors import InputError
 from .isolation import run_isolated
-from .latency.calibrate import Calibration, fit, measure_configs
+from .latency.calibrate import Calibration, fit, measure_isolated
 from .latency.profile import model_input_shape
 from .latency.reuse import ensure_table
-from .latency.variants import build_variant
 from .models import get_model_spec
 from .models.checkpoints import resolve_weights
 from .pipeline import DataConfig, export_policy, load_model, prepare_data, sensitivity_of
@@ -128,7 +126,7 @@ def calibrated_space(table: LatencyTable, spec, target: Target, sensitivity, bud
     candidates += [repair(raw, prior.weighted(int8, 1.0), raw.full_index, probe) for int8 in (1.0, 100.0)]
     unique = dict.fromkeys(tuple(int(v) for v in c) for c in candidates)
     configs = [raw.decode(x) for x in unique]
-    measured = measure_configs(spec, target, model_input_shape(spec.name, target), configs)
+    measured = [t.median_ms for t in measure_isolated(spec, target, model_input_shape(spec.name, target), configs)]
     calibration = fit(table, configs, measured)
     return SearchSpace(calibration.apply(table), target.precisions), calibration, measured[0]
 
@@ -138,19 +136,15 @@ def verify_finalists(outcome: SearchOutcome, space: SearchSpace, spec, target: T
     """Time the best ``count`` policies for real, interleaved with the uncompressed model, and choose the
     best-scoring one that meets the budget (the fastest one, when none does)."""
     finalists = outcome.ranked()[:count]
-    shape = model_input_shape(spec.name, target)
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = {"uncompressed": build_variant(spec, [b.full_width for b in spec.blocks()],
-                                               ["fp32"] * space.n, shape, Path(tmp) / "uncompressed.onnx")}
-        for i, e in enumerate(finalists):
-            paths[f"finalist{i}"] = build_variant(spec, e.widths, e.precisions, shape, Path(tmp) / f"f{i}.onnx")
-        timings = run_isolated(measure_latency, paths, target)
-    budget_now = budget.milliseconds(timings["uncompressed"].median_ms)
+    full = ([b.full_width for b in spec.blocks()], ["fp32"] * space.n)
+    uncompressed, *timings = measure_isolated(spec, target, model_input_shape(spec.name, target),
+                                             [full, *((e.widths, e.precisions) for e in finalists)])
+    budget_now = budget.milliseconds(uncompressed.median_ms)
     rows = [{"index": e.index, "top1": e.result.top1, "predicted_ms": e.predicted_ms,
-             "measured_ms": timings[f"finalist{i}"].median_ms, "spread_ms": timings[f"finalist{i}"].spread_ms,
-             "uncompressed_ms": timings["uncompressed"].median_ms, "budget_ms": budget_now,
-             "meets_budget": timings[f"finalist{i}"].median_ms <= budget_now}
-            for i, e in enumerate(finalists)]
+             "measured_ms": t.median_ms, "spread_ms": t.spread_ms,
+             "uncompressed_ms": uncompressed.median_ms, "budget_ms": budget_now,
+             "meets_budget": t.median_ms <= budget_now}
+            for e, t in zip(finalists, timings)]
     meeting = [e for e, row in zip(finalists, rows) if row["meets_budget"]]
     chosen = meeting[0] if meeting else finalists[min(range(len(rows)), key=lambda i: rows[i]["measured_ms"])]
     return chosen, rows

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from hirelc_deploy.latency.table import BlockLatency, LatencyTable
 from hirelc_deploy.settings import shared_dir
 from hirelc_deploy.targets import parse_target
 
@@ -86,7 +87,6 @@ def tiny_cifar(tmp_path: Path) -> Path:
 
 def toy_table(fingerprint=None):
     """A two-block table with round numbers, measured (per its fingerprint) on this machine as cpu-ort-1t."""
-    from hirelc_deploy.latency.table import BlockLatency, LatencyTable
     from hirelc_deploy.targets import current_fingerprint, load_target
 
     blocks = [
@@ -96,3 +96,18 @@ def toy_table(fingerprint=None):
     transitions = [{"fp32->int8": 0.1}, {"fp32->int8": 0.2, "int8->fp32": 0.3}, {"int8->fp32": 0.4}]
     fp = fingerprint or current_fingerprint(load_target("cpu-ort-1t")).to_dict()
     return LatencyTable("toy", "cpu-ort-1t", "measured", fp, [1, 3, 8, 8], 10.0, blocks, transitions)
+
+
+def random_table(seed: int, blocks: int, removable: bool = True) -> LatencyTable:
+    """A table with arbitrary (not monotone) latencies and boundary costs, as noisy measurements can give."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for b in range(blocks):
+        full = int(rng.choice([8, 16]))
+        widths = ([0] if removable else []) + [full // 4, full // 2, full]
+        lat = {p: [0.0 if w == 0 else float(rng.uniform(0.05, 1.0)) for w in widths] for p in ("fp32", "int8")}
+        rows.append(BlockLatency(f"b{b}", full, widths, lat, {p: [0.0] * len(widths) for p in lat}))
+    transitions = [{k: float(rng.uniform(0, 0.2)) for k in ("fp32->int8", "int8->fp32") if rng.random() < 0.8}
+                   for _ in range(blocks + 1)]
+    return LatencyTable("random", "cpu-ort-1t", "measured", {}, [1, 3, 8, 8], float(rng.uniform(0, 0.5)), rows,
+                        transitions, float(rng.uniform(-1, 1)))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hirelc_deploy.latency.calibrate import PARTS, fit, parts
+from hirelc_deploy.latency.calibrate import PARTS, fit
 
-from .test_search import random_table
+from .conftest import random_table
 
 
 def _configs(table, rng, count):
@@ -22,14 +22,14 @@ def _configs(table, rng, count):
 def test_parts_add_up_to_the_prediction():
     table = random_table(7, 5)
     for widths, precisions in _configs(table, np.random.default_rng(0), 20):
-        assert parts(table, widths, precisions).sum() == pytest.approx(table.predict(widths, precisions))
+        assert sum(table.predict_parts(widths, precisions)) == pytest.approx(table.predict(widths, precisions))
 
 
 def test_fit_recovers_per_part_factors_from_exact_measurements():
     table = random_table(11, 6)
     truth = np.array([1.1, 1.4, 2.0])
     configs = _configs(table, np.random.default_rng(1), 12)
-    measured = [float(parts(table, w, p) @ truth) for w, p in configs]
+    measured = [float(np.array(table.predict_parts(w, p)) @ truth) for w, p in configs]
     calibration = fit(table, configs, measured)
     got = np.array([calibration.factors[p] for p in PARTS])
     # The large parts are recovered; the boundaries are a few % of each total here, so the pull towards 1

@@ -11,44 +11,33 @@ import pytest
 
 from hirelc_deploy.policy import load_policy
 
+from .conftest import TINY_TARGET
+
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
-# One thread, batch 1, three widths per block and short timing (no long waits for a quiet machine): the table
-# profiles in seconds.
-QUICK_TARGET = """
-schema_version = 1
-name = "quick-cpu"
-description = "ONNX Runtime CPU, 1 thread, batch 1, coarse grid (tests)"
-backend = "onnxruntime"
-execution_provider = "CPUExecutionProvider"
-precisions = ["fp32", "int8"]
-threads = 1
-batch_size = 1
-channel_multiple = 4
-width_fractions = [0.0, 0.5, 1.0]
+# The tests' tiny target with block removal in its grid: three widths per block, so the table profiles in seconds.
+QUICK_TARGET = TINY_TARGET.replace('name = "tiny-cpu"', 'name = "quick-cpu"').replace(
+    "width_fractions = [0.5, 1.0]", "width_fractions = [0.0, 0.5, 1.0]")
+assert "quick-cpu" in QUICK_TARGET and "[0.0, 0.5, 1.0]" in QUICK_TARGET, "conftest.TINY_TARGET changed"
 
-[measure]
-warmup_runs = 3
-bursts = 3
-runs_per_burst = 10
-profile_runs = 5
-max_retries = 0
-max_wait_s = 2.0
-"""
+
+def _compress(tmp_path, shared, *args):
+    """Run ``hirelc compress`` on ResNet-20 with the quick target, tables kept under ``tmp_path``."""
+    target = tmp_path / "quick-cpu.toml"
+    target.write_text(QUICK_TARGET)
+    env = {**os.environ, "HIRELC_TABLES": str(tmp_path / "tables")}
+    return subprocess.run(
+        [sys.executable, "-m", "hirelc_deploy.cli", "compress", "--model", "resnet20",
+         "--weights", str(shared / "models" / "cifar10-resnet" / "resnet20-12fca82f.th"),
+         "--data", str(shared / "datasets" / "cifar10"), "--target", str(target), *args],
+        capture_output=True, text=True, env=env, timeout=600)
 
 
 def test_compress_end_to_end(tmp_path, shared):
-    target = tmp_path / "quick-cpu.toml"
-    target.write_text(QUICK_TARGET)
     run = tmp_path / "run"
-    env = {**os.environ, "HIRELC_TABLES": str(tmp_path / "tables")}
-    result = subprocess.run(
-        [sys.executable, "-m", "hirelc_deploy.cli", "compress", "--model", "resnet20",
-         "--weights", str(shared / "models" / "cifar10-resnet" / "resnet20-12fca82f.th"),
-         "--data", str(shared / "datasets" / "cifar10"), "--target", str(target), "--latency-budget", "0.6x",
-         "--evals", "4", "--finetune-images", "256", "--finetune-epochs", "0.5", "--heldout-images", "100",
-         "--test-per-class", "5", "--finalists", "2", "--run-dir", str(run), "--json"],
-        capture_output=True, text=True, env=env, timeout=600)
+    result = _compress(tmp_path, shared, "--latency-budget", "0.6x", "--evals", "4", "--finetune-images", "256",
+                       "--finetune-epochs", "0.5", "--heldout-images", "100", "--test-per-class", "5",
+                       "--finalists", "2", "--run-dir", str(run), "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
 
@@ -79,15 +68,8 @@ def test_compress_end_to_end(tmp_path, shared):
 
 
 def test_compress_refuses_a_budget_below_the_fastest_configuration(tmp_path, shared):
-    target = tmp_path / "quick-cpu.toml"
-    target.write_text(QUICK_TARGET)
-    env = {**os.environ, "HIRELC_TABLES": str(tmp_path / "tables")}
-    result = subprocess.run(
-        [sys.executable, "-m", "hirelc_deploy.cli", "compress", "--model", "resnet20",
-         "--weights", str(shared / "models" / "cifar10-resnet" / "resnet20-12fca82f.th"),
-         "--data", str(shared / "datasets" / "cifar10"), "--target", str(target), "--latency-budget", "0.01x",
-         "--evals", "2", "--finetune-images", "64", "--heldout-images", "50", "--run-dir", str(tmp_path / "run")],
-        capture_output=True, text=True, env=env, timeout=600)
+    result = _compress(tmp_path, shared, "--latency-budget", "0.01x", "--evals", "2", "--finetune-images", "64",
+                       "--heldout-images", "50", "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 2
     assert "--latency-budget 0.01x" in result.stderr and "fastest configuration" in result.stderr
     assert "Traceback" not in result.stderr

@@ -20,20 +20,7 @@ from hirelc_deploy.search.run import run_search
 from hirelc_deploy.search.wall import repair, repair_batch
 from hirelc_deploy.sensitivity import BlockSensitivity, Sensitivity
 
-
-def random_table(seed: int, blocks: int, removable: bool = True) -> LatencyTable:
-    """A table with arbitrary (not monotone) latencies and boundary costs, as noisy measurements can give."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for b in range(blocks):
-        full = int(rng.choice([8, 16]))
-        widths = ([0] if removable else []) + [full // 4, full // 2, full]
-        lat = {p: [0.0 if w == 0 else float(rng.uniform(0.05, 1.0)) for w in widths] for p in ("fp32", "int8")}
-        rows.append(BlockLatency(f"b{b}", full, widths, lat, {p: [0.0] * len(widths) for p in lat}))
-    transitions = [{k: float(rng.uniform(0, 0.2)) for k in ("fp32->int8", "int8->fp32") if rng.random() < 0.8}
-                   for _ in range(blocks + 1)]
-    return LatencyTable("random", "cpu-ort-1t", "measured", {}, [1, 3, 8, 8], float(rng.uniform(0, 0.5)), rows,
-                        transitions, float(rng.uniform(-1, 1)))
+from .conftest import random_table
 
 
 def flat_sensitivity(table: LatencyTable, seed: int) -> Sensitivity:

@@ -27,7 +27,8 @@ from ..bench import measure_latency
 from ..isolation import run_isolated
 from ..models import ModelSpec
 from ..targets import Target
-from .table import LatencyTable, normalize_precisions
+from .table import LatencyTable
+from .timing import Timing
 from .variants import build_variant
 
 PARTS = ("fp32", "int8", "boundaries")
@@ -35,21 +36,6 @@ PARTS = ("fp32", "int8", "boundaries")
 # within tens of percent unless several configurations say otherwise").
 _PRIOR_WEIGHT = 0.1
 _FACTOR_RANGE = (0.5, 2.5)
-
-
-def parts(table: LatencyTable, widths: Sequence[int], precisions: Sequence[str]) -> np.ndarray:
-    """A configuration's prediction split into (FP32 incl. stem and head, INT8 blocks, boundaries)."""
-    precisions = normalize_precisions(widths, precisions)
-    fp32 = table.fixed_ms
-    int8 = 0.0
-    for block, w, p in zip(table.blocks, widths, precisions):
-        if p == "int8":
-            int8 += block.lookup(w, p)
-        else:
-            fp32 += block.lookup(w, p)
-    boundaries = sum(table.boundary_costs(widths, precisions)) - table.isolated_block_factor * \
-        table.isolated_saving(precisions, widths)
-    return np.array([fp32, int8, boundaries])
 
 
 @dataclass
@@ -80,7 +66,7 @@ class Calibration:
 def fit(table: LatencyTable, configs: Sequence[tuple[Sequence[int], Sequence[str]]], measured: Sequence[float]
         ) -> Calibration:
     """Least-squares factors on relative error, regularised towards 1; parts no configuration uses stay 1."""
-    a = np.array([parts(table, w, p) for w, p in configs])
+    a = np.array([table.predict_parts(w, p) for w, p in configs])
     y = np.asarray(measured, dtype=float)
     used = np.abs(a).sum(axis=0) > 1e-12
     rows = a[:, used] / y[:, None]
@@ -94,11 +80,11 @@ def fit(table: LatencyTable, configs: Sequence[tuple[Sequence[int], Sequence[str
     return Calibration(dict(zip(PARTS, map(float, factors))), points)
 
 
-def measure_configs(spec: ModelSpec, target: Target, input_shape: Sequence[int],
-                    configs: Sequence[tuple[Sequence[int], Sequence[str]]]) -> list[float]:
-    """Median latency of each configuration exported with random weights, timed interleaved in a fresh process."""
+def measure_isolated(spec: ModelSpec, target: Target, input_shape: Sequence[int],
+                    configs: Sequence[tuple[Sequence[int], Sequence[str]]]) -> list[Timing]:
+    """Timing of each configuration exported with random weights, all interleaved in one fresh process."""
     with tempfile.TemporaryDirectory() as tmp:
         paths = {f"c{i}": build_variant(spec, w, p, input_shape, Path(tmp) / f"c{i}.onnx")
                  for i, (w, p) in enumerate(configs)}
         timings = run_isolated(measure_latency, paths, target)
-    return [timings[f"c{i}"].median_ms for i in range(len(configs))]
+    return [timings[f"c{i}"] for i in range(len(configs))]

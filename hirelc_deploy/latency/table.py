@@ -92,13 +92,24 @@ class LatencyTable:
 
     def predict(self, widths: Sequence[int], precisions: Sequence[str]) -> float:
         """Predicted end-to-end latency (ms) of a configuration: one inner width and precision per block."""
+        return sum(self.predict_parts(widths, precisions))
+
+    def predict_parts(self, widths: Sequence[int], precisions: Sequence[str]) -> tuple[float, float, float]:
+        """The prediction split into (FP32 incl. stem and head, INT8 blocks, precision boundaries), which
+        calibration scales separately."""
         if len(widths) != len(self.blocks) or len(precisions) != len(self.blocks):
             raise TableError(f"configuration has {len(widths)} widths and {len(precisions)} precisions, "
                              f"the table has {len(self.blocks)} blocks")
         precisions = normalize_precisions(widths, precisions)
-        total = self.fixed_ms + sum(b.lookup(w, p) for b, w, p in zip(self.blocks, widths, precisions))
-        costs = self.boundary_costs(widths, precisions)
-        return total + sum(costs) - self.isolated_block_factor * self.isolated_saving(precisions, widths)
+        fp32, int8 = self.fixed_ms, 0.0
+        for block, w, p in zip(self.blocks, widths, precisions):
+            if p == "int8":
+                int8 += block.lookup(w, p)
+            else:
+                fp32 += block.lookup(w, p)
+        boundaries = (sum(self.boundary_costs(widths, precisions))
+                      - self.isolated_block_factor * self.isolated_saving(precisions, widths))
+        return fp32, int8, boundaries
 
     def boundary_costs(self, widths: Sequence[int], precisions: Sequence[str]) -> list[float]:
         """Conversion cost entering each element of the precision chain after the stem (kept blocks, head)."""

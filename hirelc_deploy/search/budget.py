@@ -9,7 +9,7 @@ slower than it does now still asks the search for the right thing.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from ..errors import InputError
 
@@ -27,9 +27,6 @@ class Budget:
     def milliseconds(self, uncompressed_ms: float) -> float:
         """The budget in milliseconds given the measured uncompressed latency."""
         return self.value * uncompressed_ms if self.relative else self.value
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def parse_budget(text: str, flag: str = "--latency-budget") -> Budget:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import itertools
 
-import numpy as np
 
 from .context import SearchContext
+from .space import nearest_widths
 from .wall import repair
 
 # Multipliers of the INT8 and of the block-removal damage the fisher-greedy sweep tries, most trusted first.
@@ -42,9 +42,7 @@ def uniform(ctx: SearchContext) -> None:
             return
         choice = None
         for fraction in fractions:
-            x = np.array([min((k for k, o in enumerate(opts) if o.width > 0 and o.precision == precision),
-                              key=lambda k, o=opts, b=b: abs(o[k].width - fraction * space.full_width[b]))
-                          for b, opts in enumerate(space.options)])
+            x = space.encode(nearest_widths(space.table, fraction), [precision] * space.n)
             choice = x
             if space.latency(x[None])[0] <= ctx.budget_ms:
                 break
