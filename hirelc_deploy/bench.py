@@ -18,7 +18,7 @@ from .errors import InputError
 from .export import INPUT_NAME
 from .latency.ort_runner import make_session, runner
 from .latency.timing import Timing, measure_interleaved
-from .runs import atomic_write_json
+from .runs import atomic_write_json, read_versioned
 from .targets import Target, current_fingerprint
 
 SCHEMA_VERSION = 1
@@ -47,6 +47,14 @@ class BenchResult:
     def save(self, path: Path) -> Path:
         atomic_write_json(Path(path), asdict(self))
         return Path(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "BenchResult":
+        """Read a result written by ``save``."""
+        try:
+            return cls(**read_versioned(path, "benchmark result", SCHEMA_VERSION))
+        except TypeError as exc:
+            raise InputError(f"{path}: malformed benchmark result ({exc})") from None
 
 
 def open_session(path: Path, target: Target) -> ort.InferenceSession:

@@ -34,11 +34,15 @@ WORKFLOW = """Make trained CNNs fast on real hardware, with every latency measur
 \b
 Workflow (data flows one way: profile -> table -> search -> policy -> export -> bench):
   The main job, in one command (every stage below, with a run directory):
-  hirelc compress --model resnet56 --weights W.th --data ../shared/datasets/cifar10 \
+  hirelc compress --model resnet56 --weights W.th --data ../shared/datasets/cifar10
       --target cpu-ort-1t --latency-budget 0.5x --strategy hirelc --evals 100
      Search a per-block width/precision policy under the budget (predicted by the
-     table), apply it for real, fine-tune, export and re-measure the engine.
+     table), apply it for real, fine-tune, export and re-measure the engine. The run
+     directory holds every record and report.html (plots of the search and the result).
+  hirelc compress --resume RUN_DIR     continue a run after a crash or kill -9
+  hirelc report RUN_DIR                rebuild a run's report.html
 
+\b
   The stages one by one:
   1. hirelc profile --model resnet56 --target cpu-ort-1t --validate 8
      Measure the block latency table of a model on this device and check
@@ -52,6 +56,10 @@ Workflow (data flows one way: profile -> table -> search -> policy -> export -> 
   5. hirelc bench DIR/model.onnx --target cpu-ort-1t --data D --baseline DIR/baseline_fp32.onnx
      Measured latency (interleaved with the baseline), top-1 of the engine on the test split, size.
   hirelc models / hirelc targets list what is built in.
+
+\b
+Every command takes --json (result on stdout for scripts); hirelc -q (no progress),
+-v (log each stage), --debug (tracebacks) go before the command.
 """
 
 app = typer.Typer(help=WORKFLOW, no_args_is_help=True, add_completion=False, rich_markup_mode=None)
@@ -61,10 +69,17 @@ _state = {"debug": False, "quiet": False}
 
 
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors and DEBUG log records."),
+          verbose: bool = typer.Option(False, "--verbose", "-v", help="Log each stage and decision (INFO records) "
+                                       "on stderr; a run directory's run.log always gets them."),
           quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or tables, only results.")):
     _state.update(debug=debug, quiet=quiet)
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    # The level goes on the stderr handler too: a run lowers the package logger to INFO for its run.log,
+    # and those records must not reach the terminal unless asked for.
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)
 
 
 @contextmanager
@@ -77,6 +92,16 @@ def _progress(total: int, label: str) -> Iterator:
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(label, total=total)
         yield lambda phase, n=1: bar.update(task, advance=n, description=f"{label}: {phase}")
+
+
+def _json_option():
+    return typer.Option(False, "--json", help="Print the result as JSON on stdout (progress and tables go to "
+                        "stderr or are left out), for scripts.")
+
+
+def _emit(obj) -> None:
+    """The machine-readable result of a command on stdout."""
+    print(json.dumps(obj, indent=2, default=str))
 
 
 def _parse_fractions(text: Optional[str]) -> Optional[list[float]]:
@@ -126,7 +151,7 @@ def profile_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of the random validation configurations."),
     force: bool = typer.Option(False, "--force", help="Use a --table measured on another device anyway."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (default runs/STAMP-profile-...)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result summary as JSON on stdout."),
+    as_json: bool = _json_option(),
 ):
     """Measure a block latency table on this device (and validate it against real exported engines).
 
@@ -136,18 +161,20 @@ def profile_cmd(
     tgt = load_target(target)
     grid = _parse_fractions(fractions)
     run = run_dir or _default_run_dir("profile", model, tgt.name)
+    if (run / "config.json").exists():
+        raise InputError(f"--run-dir {run}: holds a run already; choose another directory")
+    if table_path:
+        table = load_table(table_path)
+        table.check_device(current_fingerprint(tgt), force=force, source=str(table_path))
+        if table.model != model:
+            raise InputError(f"--table: {table_path} is for model {table.model}, not {model}")
     run.mkdir(parents=True, exist_ok=True)
     atomic_write_json(run / "config.json", {
         "command": "profile", "model": model, "target": tgt.name, "target_file": tgt.path, "fractions": grid,
         "validate": validate_n, "seed": seed, "table": str(table_path) if table_path else None,
         "fingerprint": current_fingerprint(tgt).to_dict(),
     })
-    if table_path:
-        table = load_table(table_path)
-        table.check_device(current_fingerprint(tgt), force=force, source=str(table_path))
-        if table.model != model:
-            raise InputError(f"--table: {table_path} is for model {table.model}, not {model}")
-    else:
+    if not table_path:
         with _progress(profile_steps(model, tgt, grid), f"profiling {model} on {tgt.name}") as note:
             table = profile(model, tgt, grid, note)
         destination = out or default_table_path(tables_dir(), model, tgt.name)
@@ -164,10 +191,12 @@ def profile_cmd(
         summary["validation"] = report.summary()
         if not _state["quiet"] and not as_json:
             _print_validation(report)
+    report = _write_report(run)
+    summary["report"] = str(report)
     if as_json:
-        print(json.dumps(summary, indent=2))
+        _emit(summary)
     elif not _state["quiet"]:
-        console.print(f"run directory: {run}")
+        console.print(f"run directory: {run}\nreport: {report}")
 
 
 def _table_fingerprint(table_path: Optional[Path], model: str, target) -> dict:
@@ -188,6 +217,7 @@ def sensitivity_cmd(
     samples: int = typer.Option(256, "--samples", min=1, help="Held-out training images for the Fisher."),
     seed: int = typer.Option(0, "--seed"),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the sensitivity JSON here."),
+    as_json: bool = _json_option(),
 ):
     """Fisher-information sensitivity per block (held-out part of the train split, never the test split).
 
@@ -203,7 +233,9 @@ def sensitivity_cmd(
         sens = sensitivity_of(teacher, spec, data, config, on_sample=lambda: note("per-sample gradients", 1))
     if out:
         sens.save(out)
-    if not _state["quiet"]:
+    if as_json:
+        _emit(sens.to_dict())
+    elif not _state["quiet"]:
         table = Table(title=f"Fisher sensitivity of {model} ({sens.samples} held-out images)")
         for col in ("block", "params", "Fisher trace", "per param", "relative"):
             table.add_column(col, justify="left" if col == "block" else "right")
@@ -220,6 +252,7 @@ def plan_cmd(
     fraction: float = typer.Option(1.0, "--fraction", min=0.0, max=1.0, help="Inner width fraction for every block."),
     precision: str = typer.Option("fp32", "--precision", help="Precision of every block."),
     out: Path = typer.Option(Path("policy.json"), "--out", help="Policy JSON to write."),
+    as_json: bool = _json_option(),
 ):
     """Write a uniform policy (same width fraction and precision everywhere) with its predicted latency.
 
@@ -233,7 +266,11 @@ def plan_cmd(
     policy = plan_policy(table, nearest_widths(table, fraction), [precision] * len(table.blocks),
                          planned=f"uniform {fraction} {precision}")
     policy.save(out)
-    print(f"{out}: predicted {policy.predicted_latency_ms:.4f} ms ({table.kind} table, not a measurement)")
+    if as_json:
+        _emit({"policy": str(out), "predicted_latency_ms": policy.predicted_latency_ms,
+               "latency_kind": f"predicted by a {table.kind} table"})
+    else:
+        print(f"{out}: predicted {policy.predicted_latency_ms:.4f} ms ({table.kind} table, not a measurement)")
 
 
 @app.command("export")
@@ -250,6 +287,7 @@ def export_cmd(
     criterion: str = typer.Option("fisher", "--criterion", help="Channel importance: fisher or l1."),
     table_path: Optional[Path] = typer.Option(None, "--table", help="Latency table (default latency_tables/...)."),
     seed: int = typer.Option(0, "--seed"),
+    as_json: bool = _json_option(),
 ):
     """Apply a policy for real (channels removed, INT8 kernels), fine-tune by distillation and export.
 
@@ -285,6 +323,12 @@ def export_cmd(
         sens.save(out / "sensitivity.json")
     policy.save(out / "policy.json")
     checks = manifest.checks
+    if as_json:
+        _emit({"artifact": str(out / "model.onnx"), "manifest": str(out / "manifest.json"),
+               "int8_blocks": sorted(name for name, kernels in manifest.quantized_blocks.items() if kernels),
+               "predicted_latency_ms": manifest.predicted_latency_ms, "latency_kind": manifest.latency_kind,
+               "files": manifest.files, "checks": checks})
+        return
     print(f"{out / 'model.onnx'}: {sum(1 for v in manifest.quantized_blocks.values() if v)} INT8 blocks running "
           f"quantized kernels; predicted {manifest.predicted_latency_ms} ms ({manifest.latency_kind} table); "
           f"top-1 agreement with PyTorch {checks['final_top1_agreement_with_torch']:.3f} on "
@@ -299,7 +343,7 @@ def bench_cmd(
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="ONNX model to compare against (interleaved)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use only the first N test images per class."),
     out: Optional[Path] = typer.Option(None, "--out", help="Result JSON (default: beside the artifact)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+    as_json: bool = _json_option(),
 ):
     """Measure an exported engine: latency (and speedup over --baseline), top-1 through the engine, size.
 
@@ -323,7 +367,7 @@ def bench_cmd(
     destination = out or Path(artifact).with_suffix(".bench.json")
     result.save(destination)
     if as_json:
-        print(json.dumps(result.__dict__, indent=2))
+        _emit(result.__dict__)
         return
     table = Table(title=f"{artifact} on {tgt.name} (measured)")
     for col in ("", "latency ms (median)", "spread ms (IQR)", "size MB", "top-1"):
@@ -402,14 +446,20 @@ def _print_summary(summary: dict) -> None:
 
 @app.command("compress")
 def compress_cmd(
-    model: str = typer.Option(..., "--model", "-m", help="Built-in model name (see `hirelc models`)."),
-    weights: str = typer.Option(..., "--weights", "-w", help="Checkpoint path, or a public checkpoint name "
-                                "(resnet20-cifar10, resnet56-cifar10; fetched once into $HIRELC_CACHE)."),
-    data: Path = typer.Option(..., "--data", "-d", help="Dataset root with train/ and test/ (ImageFolder or "
-                              "CIFAR batches). The search scores on held-out train images; test is for the end."),
-    target: str = typer.Option(..., "--target", "-t", help="Target name in hw_profiles/ or a .toml path."),
-    latency_budget: str = typer.Option(..., "--latency-budget", "-b", help="Absolute (0.6ms, 600us) or a "
-                                       "fraction of the uncompressed model's measured latency (0.5x)."),
+    ctx: typer.Context,
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Built-in model name (see `hirelc models`). "
+                                        "Required unless --resume."),
+    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Checkpoint path, or a public checkpoint "
+                                          "name (resnet20-cifar10, resnet56-cifar10; fetched once into "
+                                          "$HIRELC_CACHE). Required unless --resume."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Dataset root with train/ and test/ (ImageFolder "
+                                        "or CIFAR batches). The search scores on held-out train images; test is for "
+                                        "the end. Required unless --resume."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="Target name in hw_profiles/ or a .toml path. "
+                                         "Required unless --resume."),
+    latency_budget: Optional[str] = typer.Option(None, "--latency-budget", "-b", help="Absolute (0.6ms, 600us) or a "
+                                                 "fraction of the uncompressed model's measured latency (0.5x). "
+                                                 "Required unless --resume."),
     strategy: str = typer.Option("hirelc", "--strategy", "-s", help="hirelc, amc, rl-pruner, two-stage, "
                                  "fisher-greedy, uniform or random."),
     evals: int = typer.Option(100, "--evals", help="Real candidate evaluations the search may spend."),
@@ -424,40 +474,119 @@ def compress_cmd(
     table_path: Optional[Path] = typer.Option(None, "--table", help="Latency table to use (default: the stored "
                                               "one if it was measured here, else profile now)."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (default runs/STAMP-compress-...)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory after a crash "
+                                          "or kill: finished stages and evaluations are reused, the search ends "
+                                          "where an uninterrupted run would. Other flags may be left out; any "
+                                          "given must match the run's."),
+    as_json: bool = _json_option(),
 ):
     """Compress a trained model for a latency budget: search, apply for real, fine-tune, export, re-measure.
 
-    Example: hirelc compress --model resnet56 --weights ../shared/models/cifar10-resnet/resnet56-4bfd9763.th
-    --data ../shared/datasets/cifar10 --target cpu-ort-1t --latency-budget 0.5x --evals 100
+    The run directory gets every record (config, table, sensitivity, candidates.jsonl, policy, artifacts with
+    checksums, bench.json, summary.json) and report.html.
+
+    \b
+    Example:
+      hirelc compress --model resnet56 --weights ../shared/models/cifar10-resnet/resnet56-4bfd9763.th \\
+          --data ../shared/datasets/cifar10 --target cpu-ort-1t --latency-budget 0.5x --evals 100 --run-dir runs/r56
+      hirelc compress --resume runs/r56      # after a crash or kill -9
     """
     from .compress import CompressConfig, SilentReporter, compress
+    from .resume import resumed_config
 
-    config = CompressConfig(model, weights, str(data), target, latency_budget, strategy, evals, finetune_epochs,
-                            finetune_images, heldout_images, test_per_class, finalists, seed,
-                            str(table_path) if table_path else None)
-    config.check()
-    run = run_dir or _default_run_dir("compress", model, Path(target).stem)
-    if _state["quiet"]:
-        summary = compress(config, run, SilentReporter())
+    values = {"model": model, "weights": _absolute(weights), "data": _absolute(data), "target": _absolute(target),
+              "latency_budget": latency_budget, "strategy": strategy, "evals": evals,
+              "finetune_epochs": finetune_epochs, "finetune_images": finetune_images,
+              "heldout_images": heldout_images, "test_per_class": test_per_class, "finalists": finalists,
+              "seed": seed, "table": _absolute(table_path)}
+    if resume:
+        if run_dir and run_dir.resolve() != resume.resolve():
+            raise InputError(f"--run-dir {run_dir}: a resumed run stays in its directory ({resume})")
+        given = {name: value for name, value in values.items() if _given(ctx, _PARAM_NAMES.get(name, name))}
+        config, run = resumed_config(CompressConfig, resume, given), resume
     else:
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-        with Progress(*columns, console=console) as bar:
-            summary = compress(config, run, _RichReporter(bar))
+        missing = [flag for flag, value in (("--model", model), ("--weights", weights), ("--data", data),
+                                            ("--target", target), ("--latency-budget", latency_budget))
+                   if value is None]
+        if missing:
+            raise InputError(f"{', '.join(missing)}: required (unless --resume RUN_DIR)")
+        config = CompressConfig(**values)
+        config.check()
+        run = run_dir or _default_run_dir("compress", config.model, Path(config.target).stem)
+    with _reporter() as reporter:
+        summary = compress(config, run, reporter or SilentReporter(), resume=resume is not None)
+    report = _write_report(run)
     if as_json:
-        print(json.dumps({**summary, "run_dir": str(run)}, indent=2))
-        return
-    if not _state["quiet"]:
-        _print_summary(summary)
-        console.print(f"run directory: {run}")
-    else:
+        _emit({**summary, "run_dir": str(run), "report": str(report)})
+    elif _state["quiet"]:
         print(f"{summary['measured_ms']:.4f} ms (budget {summary['budget_ms']:.4f} ms, {summary['verdict']}), "
               f"top-1 {100 * summary['top1_after']:.2f}%")
+    else:
+        _print_summary(summary)
+        console.print(f"run directory: {run}\nreport: {report}")
+
+
+def _absolute(value) -> Optional[str]:
+    """An existing path made absolute (the run records where its inputs were, wherever it is resumed from);
+    anything else (a name such as cpu-ort-1t, a missing path that will be reported later) unchanged."""
+    if value is None:
+        return None
+    path = Path(value)
+    return str(path.resolve()) if path.exists() else str(value)
+
+
+# CompressConfig field -> the CLI parameter that sets it, where the names differ.
+_PARAM_NAMES = {"table": "table_path"}
+
+
+def _given(ctx: typer.Context, param: str) -> bool:
+    """Whether the user set ``param`` on the command line (not left at its default). Compared by name: the
+    enum lives in click or in typer's vendored copy of it, depending on typer's version."""
+    source = ctx.get_parameter_source(param)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+
+@contextmanager
+def _reporter() -> Iterator:
+    """The compress progress display: rich bars on stderr, or None when quiet."""
+    if _state["quiet"]:
+        yield None
+        return
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console) as bar:
+        yield _RichReporter(bar)
+
+
+def _write_report(run: Path) -> Path:
+    from .report import write_report
+
+    return write_report(run)
+
+
+@app.command("report")
+def report_cmd(run_dir: Path = typer.Argument(..., help="A run directory written by compress or profile."),
+               as_json: bool = _json_option()):
+    """Rebuild RUN_DIR/report.html from the run's records (also for an unfinished or crashed run).
+
+    Example: hirelc report runs/20261123-101500-compress-resnet56-cpu-ort-1t
+    """
+    report = _write_report(run_dir)
+    if as_json:
+        _emit({"report": str(report)})
+    else:
+        print(report)
 
 
 @app.command("models")
-def models_cmd():
-    """List the built-in models with their blocks and input shape."""
+def models_cmd(as_json: bool = _json_option()):
+    """List the built-in models with their blocks and input shape.
+
+    Example: hirelc models --json
+    """
+    if as_json:
+        _emit({name: {"input_shape": list(spec.input_shape), "num_classes": spec.num_classes,
+                      "blocks": [b.name for b in spec.blocks()]} for name, spec in MODELS.items()})
+        return
     for name, spec in MODELS.items():
         blocks = spec.blocks()
         print(f"{name:14s} input {'x'.join(map(str, spec.input_shape)):10s} {len(blocks):3d} blocks, "
@@ -465,8 +594,17 @@ def models_cmd():
 
 
 @app.command("targets")
-def targets_cmd():
-    """List the targets in hw_profiles/."""
+def targets_cmd(as_json: bool = _json_option()):
+    """List the targets in hw_profiles/.
+
+    Example: hirelc targets --json
+    """
+    if as_json:
+        _emit({name: {"path": t.path, "backend": t.backend, "execution_provider": t.execution_provider,
+                      "precisions": list(t.precisions), "threads": t.threads, "batch_size": t.batch_size,
+                      "description": t.description}
+               for name, t in ((n, load_target(n)) for n in available_targets())})
+        return
     for name in available_targets():
         t = load_target(name)
         print(f"{name:14s} {t.backend}/{t.execution_provider} precisions {','.join(t.precisions)} "
@@ -484,15 +622,15 @@ def main() -> None:
         sys.exit(2)
     except typer.Abort:
         sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:
+        # Usage errors and explicit exits arrive here in non-standalone mode. They are recognised by their
+        # attributes because typer >= 0.20 vendors click (typer._click) and older versions use click itself.
+        code = getattr(exc, "exit_code", None)
+        if code is None:
+            raise
+        if hasattr(exc, "show"):
             exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        raise
+        sys.exit(code)
 
 
 if __name__ == "__main__":

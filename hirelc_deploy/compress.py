@@ -14,10 +14,13 @@ says plainly when the exported engine misses the budget.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 import platform
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 import onnxruntime
@@ -28,17 +31,19 @@ from .apply import DistillConfig
 from .bench import BenchResult, bench, measure_latency
 from .data import Normalize, load_images, open_dataset
 from .errors import InputError
+from .export import MANIFEST_NAME, load_manifest
 from .isolation import run_isolated
 from .latency.calibrate import Calibration, fit, measure_isolated
 from .latency.profile import model_input_shape
 from .latency.reuse import ensure_table
 from .models import get_model_spec
 from .models.checkpoints import resolve_weights
-from .pipeline import DataConfig, export_policy, load_model, prepare_data, sensitivity_of
+from .pipeline import DataConfig, check_dataset, export_policy, load_model, prepare_data, sensitivity_of
 from .policy import Policy
-from .runs import RunDirectory
+from .resume import CANDIDATES, CONFIG, check_same_run, evaluation_cache, read_candidates
+from .runs import RunDirectory, read_json_object, sha256
 from .search import SearchSpace
-from .latency.table import LatencyTable
+from .latency.table import LatencyTable, load_table
 from .search.budget import Budget, parse_budget
 from .search.context import Evaluation
 from .search.evaluate import EvalData, Evaluator
@@ -46,11 +51,16 @@ from .search.prior import DamageModel
 from .search.registry import get_strategy
 from .search.run import SearchOutcome, run_search
 from .search.wall import repair
+from .sensitivity import Sensitivity
 from .settings import cache_dir, tables_dir
 from .targets import Target, current_fingerprint, load_target
 
 # Fresh processes the exported engine is timed in for the verdict (see ``final_latency``).
 FINAL_ROUNDS = 3
+STATUS = "status.json"  # where the run is: running (stage), failed (stage, error) or complete
+TABLE = "latency_table.json"
+
+log = logging.getLogger(__name__)
 
 
 class Reporter(Protocol):
@@ -140,22 +150,31 @@ def verify_finalists(outcome: SearchOutcome, space: SearchSpace, spec, target: T
     uncompressed, *timings = measure_isolated(spec, target, model_input_shape(spec.name, target),
                                              [full, *((e.widths, e.precisions) for e in finalists)])
     budget_now = budget.milliseconds(uncompressed.median_ms)
-    rows = [{"index": e.index, "top1": e.result.top1, "predicted_ms": e.predicted_ms,
+    rows = [{"index": e.index, "widths": list(e.widths), "precisions": list(e.precisions),
+             "top1": e.result.top1, "predicted_ms": e.predicted_ms,
              "measured_ms": t.median_ms, "spread_ms": t.spread_ms,
              "uncompressed_ms": uncompressed.median_ms, "budget_ms": budget_now,
              "meets_budget": t.median_ms <= budget_now}
             for e, t in zip(finalists, timings)]
     meeting = [e for e, row in zip(finalists, rows) if row["meets_budget"]]
     chosen = meeting[0] if meeting else finalists[min(range(len(rows)), key=lambda i: rows[i]["measured_ms"])]
+    for row in rows:
+        row["chosen"] = row["index"] == chosen.index
     return chosen, rows
 
 
-def _search(config: CompressConfig, run: RunDirectory, space: SearchSpace, sensitivity, evaluator,
+def _search(config: CompressConfig, run: RunDirectory, space: SearchSpace, sensitivity, evaluator: Evaluator,
             budget_table_ms: float, reporter: Reporter) -> SearchOutcome:
-    reporter.phase(f"search ({config.strategy})", config.evals)
+    """The search, checkpointed after every evaluation in ``candidates.jsonl``. Evaluations already recorded
+    there (a resumed run) pre-fill the evaluator's cache and are not recorded twice (see ``resume.py``)."""
+    recorded = evaluation_cache(read_candidates(run.root))
+    evaluator.cache.update(recorded)
+    if recorded:
+        log.info("resuming the search: %d evaluations recorded", len(recorded))
 
     def record(evaluation: Evaluation) -> None:
-        run.append_jsonl("candidates.jsonl", {"strategy": config.strategy, **evaluation.to_dict()})
+        if (evaluation.widths, evaluation.precisions) not in recorded:
+            run.append_jsonl(CANDIDATES, {"strategy": config.strategy, **evaluation.to_dict()})
         reporter.advance()
 
     outcome = run_search(config.strategy, space, sensitivity, evaluator, budget_table_ms, config.evals,
@@ -164,8 +183,8 @@ def _search(config: CompressConfig, run: RunDirectory, space: SearchSpace, sensi
     return outcome
 
 
-def final_latency(artifact: Path, baseline: Path, target: Target, first: BenchResult, rounds: int = FINAL_ROUNDS
-                  ) -> dict:
+def final_latency(artifact: Path, baseline: Path, target: Target, first: BenchResult, rounds: int = FINAL_ROUNDS,
+                  on_round: Callable[[], None] | None = None) -> dict:
     """Engine and uncompressed latency over ``rounds`` fresh processes (``first`` is the benchmark's own).
 
     One process's median can sit 20% off the next one's on this machine (its threads land on a busy core, or
@@ -175,6 +194,8 @@ def final_latency(artifact: Path, baseline: Path, target: Target, first: BenchRe
     for _ in range(rounds - 1):
         timings = run_isolated(measure_latency, {"engine": artifact, "uncompressed": baseline}, target)
         pairs.append((timings["engine"].median_ms, timings["uncompressed"].median_ms))
+        if on_round:
+            on_round()
     engine, uncompressed = (np.array(v) for v in zip(*pairs))
     return {"engine_ms": float(np.median(engine)), "uncompressed_ms": float(np.median(uncompressed)),
             "engine_rounds_ms": engine.tolist(), "uncompressed_rounds_ms": uncompressed.tolist(),
@@ -203,72 +224,221 @@ def _summary(config, budget, uncompressed_ms, drift, policy: Policy, result, lat
     }
 
 
-def compress(config: CompressConfig, run_dir: Path, reporter: Reporter | None = None) -> dict:
-    """Run the whole compression workflow; returns the summary (also written to ``summary.json``)."""
+def _open_run(config: CompressConfig, run_dir: Path, resume: bool, target: Target, weights: Path) -> None:
+    """Refuse, before anything is written, a run directory that holds another run (or, resuming, a
+    different one)."""
+    if resume:
+        check_same_run(run_dir, config, sha256(weights), current_fingerprint(target))
+    elif (Path(run_dir) / CONFIG).exists():
+        raise InputError(f"--run-dir {run_dir}: holds a run already; continue it with --resume {run_dir} or "
+                         "choose another directory")
+
+
+def _check_budget_by_table(budget: Budget, table: LatencyTable, precisions) -> None:
+    """Refuse a fractional budget the table cannot meet before anything is measured (an absolute one waits
+    for the uncompressed model to be timed: the machine may run faster or slower than when it was profiled)."""
+    if not budget.relative:
+        return
+    space = SearchSpace(table, precisions)
+    fastest = space.fastest_ms / space.uncompressed_ms
+    if budget.value < fastest:
+        raise InputError(f"--latency-budget {budget.text}: below the fastest configuration the table allows, "
+                         f"{fastest:.3f}x ({space.fastest_ms:.4f} ms of {space.uncompressed_ms:.4f} ms by the table)")
+
+
+def _check_budget(budget: Budget, budget_ms: float, fastest_ms: float, uncompressed_ms: float) -> None:
+    if budget_ms < fastest_ms:
+        raise InputError(f"--latency-budget {budget.text}: {budget_ms:.4f} ms is below the fastest configuration "
+                         f"the table allows, {fastest_ms:.4f} ms ({fastest_ms / uncompressed_ms:.3f}x)")
+    if budget_ms >= uncompressed_ms:
+        raise InputError(f"--latency-budget {budget.text}: {budget_ms:.4f} ms is not below the uncompressed "
+                         f"model's measured {uncompressed_ms:.4f} ms: there is nothing to compress")
+
+
+class _Stages:
+    """Announces each stage to the reporter, the log and ``status.json`` (which says where a run stopped)."""
+
+    def __init__(self, run: RunDirectory, reporter: Reporter):
+        self.run, self.reporter, self.name = run, reporter, ""
+
+    def start(self, name: str, total: int | None = None) -> None:
+        self.name = name
+        self.reporter.phase(name, total)
+        log.info("stage: %s", name)
+        self.run.write_json(STATUS, {"state": "running", "stage": name, "updated": _now()})
+
+    def reused(self, record: str) -> bool:
+        """Whether ``record`` exists from before (a resumed run), saying so when it does."""
+        if self.run.path(record).exists():
+            self.reporter.note(f"{self.name}: reusing {record} from the run directory")
+            log.info("%s: reusing %s", self.name, record)
+            return True
+        return False
+
+    def failed(self, error: Exception) -> None:
+        self.run.write_json(STATUS, {"state": "failed", "stage": self.name, "error": str(error), "updated": _now()})
+
+    def finished(self) -> None:
+        self.run.write_json(STATUS, {"state": "complete", "stage": self.name, "updated": _now()})
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def compress(config: CompressConfig, run_dir: Path, reporter: Reporter | None = None, resume: bool = False) -> dict:
+    """Run the whole compression workflow; returns the summary (also written to ``summary.json``).
+
+    With ``resume``, ``run_dir`` must hold a run of the same configuration on this device; every record it
+    holds is reused and the search replays its recorded evaluations (``resume.py``). Every input is checked
+    before the run directory is written to.
+    """
     reporter = reporter or SilentReporter()
     config.check()
     spec, target, budget = get_model_spec(config.model), load_target(config.target), parse_budget(config.latency_budget)
     weights = resolve_weights(config.weights, cache_dir())
     teacher = load_model(spec, weights)
+    check_dataset(spec, Path(config.data))
+    _open_run(config, run_dir, resume, target, weights)
+    run = RunDirectory(run_dir, create=False)
+    if resume:
+        table, table_source = load_table(run.path(TABLE)), f"from the resumed run ({run.path(TABLE)})"
+    else:
+        reporter.phase("latency table")
+        table, table_source = ensure_table(config.model, target, tables_dir(), Path(config.table) if config.table
+                                           else None, progress=lambda *_: reporter.advance())
+    _check_budget_by_table(budget, table, target.precisions)
     torch.manual_seed(config.seed)
     data_config = DataConfig(seed=config.seed, train_images=config.finetune_images,
                              heldout_images=config.heldout_images)
     reporter.phase("decoding images", config.finetune_images + config.heldout_images)
     data = prepare_data(spec, Path(config.data), data_config, on_image=reporter.advance)
-    run = RunDirectory(run_dir)
-    run.write_json("config.json", {
-        **asdict(config), "weights_file": str(weights), "run_dir": str(run.root), "version": __version__,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "fingerprint": current_fingerprint(target).to_dict(),
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "onnxruntime": onnxruntime.__version__},
-    })
-    reporter.phase("latency table")
-    table, table_source = ensure_table(config.model, target, tables_dir(), Path(config.table) if config.table
-                                       else None, progress=lambda *_: reporter.advance())
-    reporter.note(f"latency table {table_source}")
-    table.save(run.path("latency_table.json"))
-    reporter.phase("Fisher sensitivity", data_config.fisher_images)
-    sensitivity = sensitivity_of(teacher, spec, data, data_config, on_sample=reporter.advance)
-    sensitivity.save(run.path("sensitivity.json"))
 
-    reporter.phase("calibrating the table against real engines")
-    space, calibration, uncompressed_ms = calibrated_space(table, spec, target, sensitivity, budget)
-    run.write_json("calibration.json", calibration.to_dict())
-    space.table.save(run.path("latency_table_calibrated.json"))
+    run.create()
+    stages = _Stages(run, reporter)
+    with _run_log(run):
+        try:
+            summary = _compress(config, run, stages, spec, target, budget, weights, teacher, data, data_config,
+                                table, table_source, resume)
+        except BaseException as exc:
+            stages.failed(exc)
+            raise
+        stages.finished()
+    return summary
+
+
+def _compress(config: CompressConfig, run: RunDirectory, stages: _Stages, spec, target: Target, budget: Budget,
+              weights: Path, teacher, data, data_config: DataConfig, table: LatencyTable, table_source: str,
+              resume: bool) -> dict:
+    reporter = stages.reporter
+    if resume:
+        log.info("resuming the run in %s", run.root)
+    else:
+        # The table before the configuration: a run directory with a config.json always has its table.
+        table.save(run.path(TABLE))
+        run.write_json(CONFIG, {
+            "command": "compress", **asdict(config), "weights_file": str(weights),
+            "weights_sha256": sha256(weights), "run_dir": str(run.root), "version": __version__,
+            "created": _now(), "fingerprint": current_fingerprint(target).to_dict(),
+            "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                         "onnxruntime": onnxruntime.__version__},
+        })
+    reporter.note(f"latency table {table_source}")
+    log.info("latency table %s", table_source)
+
+    stages.start("Fisher sensitivity", data_config.fisher_images)
+    if stages.reused("sensitivity.json"):
+        sensitivity = Sensitivity.load(run.path("sensitivity.json"))
+    else:
+        sensitivity = sensitivity_of(teacher, spec, data, data_config, on_sample=reporter.advance)
+        sensitivity.save(run.path("sensitivity.json"))
+
+    stages.start("calibrating the table against real engines")
+    if stages.reused("baseline.json"):
+        space = SearchSpace(load_table(run.path("latency_table_calibrated.json")), target.precisions)
+        baseline = read_json_object(run.path("baseline.json"), "baseline record", InputError)
+        uncompressed_ms, table_source = baseline["uncompressed_ms"], baseline["table_source"]
+    else:
+        space, calibration, uncompressed_ms = calibrated_space(table, spec, target, sensitivity, budget)
+        run.write_json("calibration.json", calibration.to_dict())
+        log.info("table calibrated against %d engines: %s", len(calibration.points), calibration.factors)
+        space.table.save(run.path("latency_table_calibrated.json"))
     drift = uncompressed_ms / space.uncompressed_ms
     budget_ms = budget.milliseconds(uncompressed_ms)
-    if budget_ms < space.fastest_ms * drift:
-        raise InputError(f"--latency-budget {budget.text}: {budget_ms:.4f} ms is below the fastest configuration "
-                         f"the table allows, {space.fastest_ms * drift:.4f} ms")
-    if budget_ms >= uncompressed_ms:
-        raise InputError(f"--latency-budget {budget.text}: {budget_ms:.4f} ms is not below the uncompressed "
-                         f"model's measured {uncompressed_ms:.4f} ms: there is nothing to compress")
+    _check_budget(budget, budget_ms, space.fastest_ms * drift, uncompressed_ms)
     run.write_json("baseline.json", {"uncompressed_ms": uncompressed_ms, "table_predicted_ms": space.uncompressed_ms,
                                      "table_drift": drift, "budget_ms": budget_ms,
-                                     "budget_table_ms": budget_ms / drift})
+                                     "budget_table_ms": budget_ms / drift, "table_source": table_source})
     evaluator = Evaluator(teacher, spec.input_shape, EvalData.from_prepared(data), sensitivity)
+    stages.start(f"search ({config.strategy})", config.evals)
     outcome = _search(config, run, space, sensitivity, evaluator, budget_ms / drift, reporter)
 
-    reporter.phase("measuring finalists")
-    chosen, finalists = verify_finalists(outcome, space, spec, target, budget, config.finalists)
-    run.write_json("finalists.json", finalists)
+    stages.start("measuring finalists")
+    if stages.reused("finalists.json"):
+        finalists = json.loads(run.path("finalists.json").read_text(encoding="utf-8"))
+        chosen = outcome.history[next(row["index"] for row in finalists if row["chosen"])]
+    else:
+        chosen, finalists = verify_finalists(outcome, space, spec, target, budget, config.finalists)
+        run.write_json("finalists.json", finalists)
+    log.info("chosen: evaluation %d (%s)", chosen.index,
+             "; ".join(f"#{r['index']} {r['measured_ms']:.4f} ms vs budget {r['budget_ms']:.4f} ms" for r in finalists))
     policy = space.policy(chosen.options, strategy=config.strategy, evaluation=chosen.index,
                           proxy_top1=chosen.result.top1, proxy_agreement=chosen.result.agreement)
     policy.save(run.path("policy.json"))
 
     steps = max(1, round(config.finetune_epochs * (len(data.train) // data_config.batch_size)))
-    reporter.phase("fine-tuning (distillation)", steps)
+    stages.start("fine-tuning (distillation) and export", steps)
     artifacts = run.path("artifacts")
-    export_policy(teacher, spec, policy, target, data, data_config, DistillConfig(epochs=config.finetune_epochs),
-                  artifacts, table.fingerprint, sensitivity, "fisher", lambda *_: reporter.advance())
+    if not _export_done(artifacts, policy):
+        export_policy(teacher, spec, policy, target, data, data_config, DistillConfig(epochs=config.finetune_epochs),
+                      artifacts, table.fingerprint, sensitivity, "fisher", lambda *_: reporter.advance())
 
-    reporter.phase("benchmarking the engine")
-    test = load_images(open_dataset(Path(config.data), "test", limit_per_class=config.test_per_class))
-    result = run_isolated(bench, artifacts / "model.onnx", target, test, Normalize(spec.mean, spec.std),
-                          artifacts / "baseline_fp32.onnx")
-    result.save(run.path("bench.json"))
-    latency = final_latency(artifacts / "model.onnx", artifacts / "baseline_fp32.onnx", target, result)
+    stages.start("benchmarking the engine", FINAL_ROUNDS)
+    if stages.reused("bench.json"):
+        result = BenchResult.load(run.path("bench.json"))
+    else:
+        test = load_images(open_dataset(Path(config.data), "test", limit_per_class=config.test_per_class))
+        result = run_isolated(bench, artifacts / "model.onnx", target, test, Normalize(spec.mean, spec.std),
+                              artifacts / "baseline_fp32.onnx")
+        result.save(run.path("bench.json"))
+    reporter.advance()
+    if stages.reused("final_latency.json"):
+        latency = read_json_object(run.path("final_latency.json"), "final latency record", InputError)
+    else:
+        latency = final_latency(artifacts / "model.onnx", artifacts / "baseline_fp32.onnx", target, result,
+                                on_round=reporter.advance)
+        run.write_json("final_latency.json", latency)
     summary = _summary(config, budget, uncompressed_ms, drift, policy, result, latency, table_source)
     run.write_json("summary.json", summary)
+    log.info("engine %.4f ms against a budget of %.4f ms: %s", summary["measured_ms"], summary["budget_ms"],
+             summary["verdict"])
     return summary
+
+
+def _export_done(artifacts: Path, policy: Policy) -> bool:
+    """Whether ``artifacts`` holds a complete export of ``policy`` (manifest written last, checksums intact)."""
+    if not (artifacts / MANIFEST_NAME).exists():
+        return False
+    manifest = load_manifest(artifacts)
+    intact = not manifest.verify(artifacts) and manifest.policy == policy.to_dict()
+    if intact:
+        log.info("reusing the export in %s", artifacts)
+    return intact
+
+
+@contextmanager
+def _run_log(run: RunDirectory) -> Iterator[None]:
+    """Copy the package's log records (INFO and up) into ``run.log`` for the run's duration."""
+    handler = logging.FileHandler(run.path("run.log"), encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    package = logging.getLogger("hirelc_deploy")
+    level = package.level
+    package.addHandler(handler)
+    package.setLevel(min(level or logging.WARNING, logging.INFO))
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(level)
+        handler.close()

@@ -54,6 +54,12 @@ class PreparedData:
         return self.heldout.batches(batch_size, self.normalize, self.size)
 
 
+def check_dataset(spec: ModelSpec, data: Path, splits: tuple[str, ...] = ("train", "test")) -> None:
+    """Open every split a run will read and check its class count, before any long work starts."""
+    for split in splits:
+        check_classes(open_dataset(data, split), spec.num_classes, data)
+
+
 def prepare_data(spec: ModelSpec, data: Path, config: DataConfig, on_image: Callable[[], None] | None = None
                  ) -> PreparedData:
     """Split the train split of ``data`` into train / held-out (stratified, seeded) and decode the parts used."""

@@ -10,6 +10,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .errors import InputError
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once at import: os.umask can only be read by setting it, which is not thread-safe to do per write.
+_UMASK = _current_umask()
+
 
 def read_json_object(path: Path, what: str, error: type[Exception]) -> dict:
     """Read a JSON object from ``path``; missing, corrupt or non-object files raise ``error`` naming the file."""
@@ -25,12 +37,23 @@ def read_json_object(path: Path, what: str, error: type[Exception]) -> dict:
     return data
 
 
+def read_versioned(path: Path, what: str, schema_version: int) -> dict:
+    """Read a record written with ``schema_version``; another version is an InputError naming the file."""
+    data = read_json_object(path, what, InputError)
+    if data.get("schema_version") != schema_version:
+        raise InputError(f"{path}: {what} schema_version {data.get('schema_version')!r} unsupported "
+                         f"(expected {schema_version})")
+    return data
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same directory and an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); records and reports are meant to be read and handed on.
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -64,8 +87,13 @@ class RunDirectory:
     """A run's directory: every input, intermediate record and output of one command, so it can be
     inspected and reproduced later. JSON records are written atomically; logs are appended line by line."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, create: bool = True):
         self.root = Path(path)
+        if create:
+            self.create()
+
+    def create(self) -> None:
+        """Make the directory (and its parents) if it does not exist."""
         self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, name: str) -> Path:

@@ -21,7 +21,7 @@ from torch import nn
 
 from .errors import InputError
 from .models import CompressibleBlock
-from .runs import atomic_write_json, read_json_object
+from .runs import atomic_write_json, read_versioned
 
 SCHEMA_VERSION = 1
 
@@ -59,9 +59,7 @@ class Sensitivity:
     @classmethod
     def load(cls, path: Path) -> "Sensitivity":
         """Read a sensitivity JSON file written by ``save``."""
-        data = read_json_object(path, "sensitivity file", InputError)
-        if data.get("schema_version") != SCHEMA_VERSION:
-            raise InputError(f"{path}: sensitivity schema_version {data.get('schema_version')!r} unsupported")
+        data = read_versioned(path, "sensitivity file", SCHEMA_VERSION)
         try:
             return cls(**{**data, "blocks": [BlockSensitivity(**b) for b in data["blocks"]]})
         except (TypeError, KeyError) as exc:

@@ -111,3 +111,32 @@ def random_table(seed: int, blocks: int, removable: bool = True) -> LatencyTable
                    for _ in range(blocks + 1)]
     return LatencyTable("random", "cpu-ort-1t", "measured", {}, [1, 3, 8, 8], float(rng.uniform(0, 0.5)), rows,
                         transitions, float(rng.uniform(-1, 1)))
+
+
+@pytest.fixture(scope="module")
+def tiny_problem(tmp_path_factory):
+    """ResNet-20 (random weights), a tiny data slice, and a table shaped like the model: (space, sensitivity,
+    evaluator), the evaluator's cache shared by the module's tests."""
+    from hirelc_deploy.models import get_model_spec
+    from hirelc_deploy.pipeline import DataConfig, prepare_data, sensitivity_of
+    from hirelc_deploy.search import SearchSpace
+    from hirelc_deploy.search.evaluate import EvalData, Evaluator
+
+    root = tmp_path_factory.mktemp("data")
+    make_image_folder(root / "train", 12, seed=1)
+    spec = get_model_spec("resnet20")
+    teacher = spec.build().eval()
+    config = DataConfig(train_images=64, heldout_images=40, fisher_images=16, bn_images=32, batch_size=32)
+    data = prepare_data(spec, root, config)
+    sensitivity = sensitivity_of(teacher, spec, data, config)
+    rows = []
+    for info in spec.blocks():
+        widths = ([0] if info.removable else []) + [info.full_width // 2, info.full_width]
+        lat = {"fp32": [0.0 if w == 0 else 0.02 * w / 16 for w in widths],
+               "int8": [0.0 if w == 0 else 0.012 * w / 16 for w in widths]}
+        rows.append(BlockLatency(info.name, info.full_width, widths, lat, {p: [0.0] * len(widths) for p in lat}))
+    table = LatencyTable("resnet20", "cpu-ort-1t", "measured", {}, [1, 3, 32, 32], 0.05, rows,
+                         [{"fp32->int8": 0.005, "int8->fp32": 0.005} for _ in range(len(rows) + 1)])
+    evaluator = Evaluator(teacher, spec.input_shape, EvalData.from_prepared(data, bn_images=32,
+                                                                            calibration_images=16), sensitivity)
+    return SearchSpace(table), sensitivity, evaluator

@@ -39,6 +39,7 @@ def test_foreign_table_is_refused(tmp_path, tiny_target):
     result = hirelc("profile", "--model", "resnet20", "--target", tiny_target.path, "--table", str(table),
                     "--validate", "1", "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 2 and "another device" in result.stderr and "t.json" in result.stderr
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
+from hirelc_deploy.export import load_manifest
 from hirelc_deploy.policy import load_policy
+from hirelc_deploy.settings import shared_dir
 
 from .conftest import TINY_TARGET
 
@@ -21,30 +26,54 @@ QUICK_TARGET = TINY_TARGET.replace('name = "tiny-cpu"', 'name = "quick-cpu"').re
 assert "quick-cpu" in QUICK_TARGET and "[0.0, 0.5, 1.0]" in QUICK_TARGET, "conftest.TINY_TARGET changed"
 
 
-def _compress(tmp_path, shared, *args):
-    """Run ``hirelc compress`` on ResNet-20 with the quick target, tables kept under ``tmp_path``."""
+def _command(tmp_path, shared, *args) -> list[str]:
+    """``hirelc compress`` on ResNet-20 with the quick target (its file under ``tmp_path``)."""
     target = tmp_path / "quick-cpu.toml"
     target.write_text(QUICK_TARGET)
-    env = {**os.environ, "HIRELC_TABLES": str(tmp_path / "tables")}
-    return subprocess.run(
-        [sys.executable, "-m", "hirelc_deploy.cli", "compress", "--model", "resnet20",
-         "--weights", str(shared / "models" / "cifar10-resnet" / "resnet20-12fca82f.th"),
-         "--data", str(shared / "datasets" / "cifar10"), "--target", str(target), *args],
-        capture_output=True, text=True, env=env, timeout=600)
+    return [sys.executable, "-m", "hirelc_deploy.cli", "compress", "--model", "resnet20",
+            "--weights", str(shared / "models" / "cifar10-resnet" / "resnet20-12fca82f.th"),
+            "--data", str(shared / "datasets" / "cifar10"), "--target", str(target), *args]
 
 
-def test_compress_end_to_end(tmp_path, shared):
-    run = tmp_path / "run"
-    result = _compress(tmp_path, shared, "--latency-budget", "0.6x", "--evals", "4", "--finetune-images", "256",
-                       "--finetune-epochs", "0.5", "--heldout-images", "100", "--test-per-class", "5",
-                       "--finalists", "2", "--run-dir", str(run), "--json")
+def _env(tmp_path) -> dict:
+    """Tables kept under ``tmp_path``, so a test profiles its own and never touches latency_tables/."""
+    return {**os.environ, "HIRELC_TABLES": str(tmp_path / "tables")}
+
+
+def _compress(tmp_path, shared, *args):
+    return subprocess.run(_command(tmp_path, shared, *args), capture_output=True, text=True, env=_env(tmp_path),
+                          timeout=600)
+
+
+# A short run: 6 evaluations, small data slices, 2 finalists.
+QUICK_RUN = ["--latency-budget", "0.6x", "--evals", "6", "--finetune-images", "256", "--finetune-epochs", "0.5",
+             "--heldout-images", "100", "--test-per-class", "5", "--finalists", "2"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """One uninterrupted quick run: (its directory, the --json output, the directory its tables are in)."""
+    root = shared_dir()
+    if not (root / "models" / "cifar10-resnet").is_dir():
+        pytest.skip(f"shared data not found at {root} (set HIRELC_SHARED)")
+    tmp = tmp_path_factory.mktemp("compress")
+    run = tmp / "run"
+    result = _compress(tmp, root, *QUICK_RUN, "--run-dir", str(run), "--json")
     assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
+    return run, json.loads(result.stdout), tmp
 
+
+def _candidates(run) -> list[dict]:
+    return [json.loads(line) for line in (run / "candidates.jsonl").read_text().splitlines()]
+
+
+def test_compress_end_to_end(uninterrupted):
+    run, summary, tmp_path = uninterrupted
     config = json.loads((run / "config.json").read_text())
-    assert config["latency_budget"] == "0.6x" and config["evals"] == 4
-    candidates = [json.loads(line) for line in (run / "candidates.jsonl").read_text().splitlines()]
-    assert 1 <= len(candidates) <= 4
+    assert config["latency_budget"] == "0.6x" and config["evals"] == 6
+    assert config["weights_sha256"].startswith("12fca82f")
+    candidates = _candidates(run)
+    assert 1 <= len(candidates) <= 6
     baseline = json.loads((run / "baseline.json").read_text())
     # Every candidate is feasible by the table (the budget in table units).
     assert all(c["predicted_ms"] <= baseline["budget_table_ms"] + 1e-9 for c in candidates)
@@ -56,15 +85,21 @@ def test_compress_end_to_end(tmp_path, shared):
     assert summary["proxy_top1"] in {c["top1"] for c in candidates}
     assert summary["proxy_top1"] <= chosen["top1"]
 
-    assert (run / "artifacts" / "model.onnx").is_file() and (run / "artifacts" / "manifest.json").is_file()
+    manifest = load_manifest(run / "artifacts")
+    assert set(manifest.files) == {"model.onnx", "baseline_fp32.onnx"} and manifest.verify(run / "artifacts") == []
+    assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]
     bench = json.loads((run / "bench.json").read_text())
     assert bench["top1_images"] == summary["test_images"] == 50
     assert summary["budget_ms"] == pytest.approx(0.6 * summary["uncompressed_ms"])
     assert summary["meets_budget"] == (summary["measured_ms"] <= summary["budget_ms"])
     assert summary["bytes_after"] < summary["bytes_before"]
     assert 0.0 <= summary["top1_after"] <= 1.0 and summary["top1_before"] > 0.5
-    assert summary.pop("run_dir") == str(run)
+    summary = dict(summary)
+    assert summary.pop("run_dir") == str(run) and summary.pop("report") == str(run / "report.html")
     assert summary == json.loads((run / "summary.json").read_text())
+    assert json.loads((run / "status.json").read_text())["state"] == "complete"
+    assert "stage: measuring finalists" in (run / "run.log").read_text()
+    assert (run / "report.html").stat().st_size > 10_000
 
 
 def test_compress_refuses_a_budget_below_the_fastest_configuration(tmp_path, shared):
@@ -73,3 +108,41 @@ def test_compress_refuses_a_budget_below_the_fastest_configuration(tmp_path, sha
     assert result.returncode == 2
     assert "--latency-budget 0.01x" in result.stderr and "fastest configuration" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def _without_timing(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in ("seconds", "cached")} for r in records]
+
+
+def test_kill_9_during_the_search_then_resume_ends_like_the_uninterrupted_run(uninterrupted, tmp_path, shared):
+    """A copy of the uninterrupted run as it stood when its search began (same measurements, so the same
+    calibrated table) is resumed, killed with SIGKILL after two evaluations, and resumed again: it must record
+    every evaluation once and end with the uninterrupted run's evaluations and best configuration."""
+    whole, _, tables = uninterrupted
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("config.json", "latency_table.json", "sensitivity.json", "calibration.json",
+                 "latency_table_calibrated.json", "baseline.json"):
+        shutil.copy(whole / name, run / name)
+    command = _command(tables, shared, "--resume", str(run))
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(tables))
+    candidates = run / "candidates.jsonl"
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+        if candidates.exists() and len(candidates.read_text().splitlines()) >= 2:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    assert process.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
+    before = _candidates(run)
+    assert json.loads((run / "status.json").read_text())["state"] == "running"
+
+    result = subprocess.run(command + ["--json"], capture_output=True, text=True, env=_env(tables), timeout=600)
+    assert result.returncode == 0, result.stderr
+    after = _candidates(run)
+    assert after[:len(before)] == before
+    assert _without_timing(after) == _without_timing(_candidates(whole))
+    assert json.loads((run / "search.json").read_text())["best"]["widths"] == \
+           json.loads((whole / "search.json").read_text())["best"]["widths"]
+    assert json.loads(result.stdout)["measured_ms"] > 0 and (run / "report.html").is_file()

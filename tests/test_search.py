@@ -8,12 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hirelc_deploy.errors import InputError
-from hirelc_deploy.latency.table import BlockLatency, LatencyTable
-from hirelc_deploy.models import get_model_spec
-from hirelc_deploy.pipeline import DataConfig, prepare_data, sensitivity_of
+from hirelc_deploy.latency.table import LatencyTable
 from hirelc_deploy.search import SearchSpace
 from hirelc_deploy.search.budget import parse_budget
-from hirelc_deploy.search.evaluate import EvalData, Evaluator
 from hirelc_deploy.search.prior import DamageModel
 from hirelc_deploy.search.registry import STRATEGIES, get_strategy
 from hirelc_deploy.search.run import run_search
@@ -103,31 +100,6 @@ def test_unknown_strategy_lists_the_known_ones():
     with pytest.raises(InputError, match="--strategy") as info:
         get_strategy("nope")
     assert all(name in str(info.value) for name in STRATEGIES)
-
-
-@pytest.fixture(scope="module")
-def tiny_problem(tmp_path_factory):
-    """ResNet-20 (random weights), a tiny data slice, and a table shaped like the model."""
-    from tests.conftest import make_image_folder
-
-    root = tmp_path_factory.mktemp("data")
-    make_image_folder(root / "train", 12, seed=1)
-    spec = get_model_spec("resnet20")
-    teacher = spec.build().eval()
-    config = DataConfig(train_images=64, heldout_images=40, fisher_images=16, bn_images=32, batch_size=32)
-    data = prepare_data(spec, root, config)
-    sensitivity = sensitivity_of(teacher, spec, data, config)
-    rows = []
-    for info in spec.blocks():
-        widths = ([0] if info.removable else []) + [info.full_width // 2, info.full_width]
-        lat = {"fp32": [0.0 if w == 0 else 0.02 * w / 16 for w in widths],
-               "int8": [0.0 if w == 0 else 0.012 * w / 16 for w in widths]}
-        rows.append(BlockLatency(info.name, info.full_width, widths, lat, {p: [0.0] * len(widths) for p in lat}))
-    table = LatencyTable("resnet20", "cpu-ort-1t", "measured", {}, [1, 3, 32, 32], 0.05, rows,
-                         [{"fp32->int8": 0.005, "int8->fp32": 0.005} for _ in range(len(rows) + 1)])
-    evaluator = Evaluator(teacher, spec.input_shape, EvalData.from_prepared(data, bn_images=32,
-                                                                            calibration_images=16), sensitivity)
-    return SearchSpace(table), sensitivity, evaluator
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))

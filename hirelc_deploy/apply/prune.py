@@ -45,7 +45,9 @@ def prune_to_widths(model: nn.Module, widths: Sequence[int], input_shape: Sequen
     for block, width in zip(blocks, widths):
         if int(width) == 0 and not block.removed:
             block.remove_branch()
-    graph = tp.DependencyGraph().build_dependency(model, example_inputs=torch.randn(*input_shape))
+    # Tracing needs shapes only; zeros rather than random numbers keep the global RNG untouched, so a search
+    # proposes the same configurations whether an evaluation is computed or replayed from a resumed run.
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=torch.zeros(*input_shape))
     for index, (block, width) in enumerate(zip(blocks, widths)):
         for group, conv in enumerate(block.prune_roots()):
             remove = conv.out_channels - int(width)

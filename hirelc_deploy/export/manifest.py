@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import InputError
-from ..runs import atomic_write_json, read_json_object, sha256
+from ..runs import atomic_write_json, read_versioned, sha256
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -54,7 +53,4 @@ def file_entry(path: Path) -> dict:
 def load_manifest(directory: Path) -> Manifest:
     """Read ``directory/manifest.json``."""
     path = Path(directory) / MANIFEST_NAME
-    data = read_json_object(path, "manifest", InputError)
-    if data.get("schema_version") != SCHEMA_VERSION:
-        raise InputError(f"{path}: manifest schema_version {data.get('schema_version')!r} unsupported")
-    return Manifest(**data)
+    return Manifest(**read_versioned(path, "manifest", SCHEMA_VERSION))

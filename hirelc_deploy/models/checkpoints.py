@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import re
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,19 @@ def _extract_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
+def _unpickling_problem(message: str) -> str:
+    """What torch's weights-only unpickler refused, in one line: a global it would have to import (a pickle
+    that calls code, never needed by tensors) or bytes that are not a pickle at all (a damaged file)."""
+    detail = message.split("WeightsUnpickler error:", 1)[-1].strip()
+    detail = detail.splitlines()[0].strip() if detail else "unreadable"
+    if "Unsupported global" in detail:
+        found = re.search(r"GLOBAL (\S+)", detail)
+        what = found.group(1) if found else "a global"
+        return (f"refused to load: it would call {what}, which a plain tensor checkpoint never does "
+                "(a pickle that executes code is never unpickled)")
+    return f"corrupt or truncated checkpoint (not a readable tensor pickle: {detail})"
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Read a checkpoint file without executing code; raise CheckpointError naming the file on any problem."""
     path = Path(path)
@@ -35,8 +49,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path}: refused to load (not a plain tensor checkpoint: {first})") from None
+        raise CheckpointError(f"{path}: {_unpickling_problem(str(exc))}") from None
     except (RuntimeError, EOFError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({first})") from None
