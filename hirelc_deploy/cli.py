@@ -150,12 +150,18 @@ def profile_cmd(
                                             "'0.25,0.5,1' (default: the target's grid)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random validation configurations."),
     force: bool = typer.Option(False, "--force", help="Use a --table measured on another device anyway."),
+    predict: bool = typer.Option(False, "--predict", help="No device at hand: build a roofline table from the "
+                                 "target's [roofline] figures, labelled predicted everywhere. Never replaces a "
+                                 "measured table."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (default runs/STAMP-profile-...)."),
     as_json: bool = _json_option(),
 ):
     """Measure a block latency table on this device (and validate it against real exported engines).
 
-    Example: hirelc profile --model resnet56 --target cpu-ort-1t --validate 8
+    \b
+    Example:
+      hirelc profile --model resnet56 --target cpu-ort-1t --validate 8
+      hirelc profile --model resnet56 --target trt-h100-b1 --predict     # plan a GPU budget without the GPU
     """
     get_model_spec(model)
     tgt = load_target(target)
@@ -163,6 +169,12 @@ def profile_cmd(
     run = run_dir or _default_run_dir("profile", model, tgt.name)
     if (run / "config.json").exists():
         raise InputError(f"--run-dir {run}: holds a run already; choose another directory")
+    if predict:
+        _profile_predicted(model, tgt, out, run, bool(validate_n or table_path or fractions), as_json)
+        return
+    if tgt.backend == "tensorrt":
+        raise InputError(f"--target {target}: measuring on TensorRT needs the tensorrt package and an NVIDIA GPU; "
+                         "--predict builds a roofline table (labelled predicted) instead")
     if table_path:
         table = load_table(table_path)
         table.check_device(current_fingerprint(tgt), force=force, source=str(table_path))
@@ -196,6 +208,35 @@ def profile_cmd(
     if as_json:
         _emit(summary)
     elif not _state["quiet"]:
+        console.print(f"run directory: {run}\nreport: {report}")
+
+
+def _profile_predicted(model: str, tgt, out: Optional[Path], run: Path, other_flags: bool, as_json: bool) -> None:
+    """``hirelc profile --predict``: a roofline table, stored unless a measured table is there already."""
+    from .latency.roofline import predict_table
+
+    if other_flags:
+        raise InputError("--predict: cannot be combined with --validate, --table or --fractions (nothing is measured)")
+    destination = out or default_table_path(tables_dir(), model, tgt.name)
+    if destination.exists() and load_table(destination).kind == "measured":
+        raise InputError(f"--predict: {destination} holds a measured table, which a prediction never replaces "
+                         "(give --out to write the prediction elsewhere)")
+    table = predict_table(model, tgt)
+    run.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run / "config.json", {"command": "profile", "model": model, "target": tgt.name,
+                                            "target_file": tgt.path, "predict": True})
+    table.save(destination)
+    table.save(run / "latency_table.json")
+    report = _write_report(run)
+    full = [b.full_width for b in table.blocks]
+    summary = {"table": str(destination), "kind": "predicted", "run_dir": str(run), "report": str(report),
+               "predicted_uncompressed_ms": {p: table.predict(full, [p] * len(full)) for p in table.precisions}}
+    if as_json:
+        _emit(summary)
+    elif not _state["quiet"]:
+        console.print(f"PREDICTED table (roofline, not measured) written to {destination}")
+        for precision, ms in summary["predicted_uncompressed_ms"].items():
+            console.print(f"  full width, every block {precision}: {ms:.4f} ms predicted")
         console.print(f"run directory: {run}\nreport: {report}")
 
 

@@ -296,6 +296,9 @@ def compress(config: CompressConfig, run_dir: Path, reporter: Reporter | None = 
     reporter = reporter or SilentReporter()
     config.check()
     spec, target, budget = get_model_spec(config.model), load_target(config.target), parse_budget(config.latency_budget)
+    if target.backend != "onnxruntime":
+        raise InputError(f"--target {config.target}: compress runs on ONNX Runtime targets only so far; for "
+                         f"{target.backend}, plan with `hirelc profile --predict` and `hirelc plan` (predicted)")
     weights = resolve_weights(config.weights, cache_dir())
     teacher = load_model(spec, weights)
     check_dataset(spec, Path(config.data))

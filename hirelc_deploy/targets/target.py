@@ -36,6 +36,19 @@ class MeasureSettings:
 
 
 @dataclass(frozen=True)
+class Roofline:
+    """What a roofline prediction needs to know of a GPU: dense peak throughput per precision (tera-ops/s),
+    memory bandwidth, and two assumptions stated as numbers (see ``latency/roofline.py``)."""
+
+    gpu: str
+    peak_tops: dict[str, float]
+    memory_bandwidth_gbs: float
+    compute_efficiency: float = 0.5  # fraction of peak a convolution reaches
+    launch_us: float = 2.0  # fixed cost of one fused kernel
+    sparsity_2_4: bool = False  # the GPU's tensor cores run 2:4 structured sparsity
+
+
+@dataclass(frozen=True)
 class Target:
     """A deployment target: backend, provider, precisions, threading, batch and the width grid to profile."""
 
@@ -50,6 +63,7 @@ class Target:
     description: str = ""
     input_shape: tuple[int, ...] | None = None  # (C, H, W); None = the model's own
     measure: MeasureSettings = field(default_factory=MeasureSettings)
+    roofline: Roofline | None = None
     path: str = ""
 
     def candidate_widths(self, full_width: int, prunable: bool = True, removable: bool = False) -> list[int]:
@@ -64,8 +78,9 @@ class Target:
         return sorted(widths | {full_width} | removal)
 
 
-_TOP_KEYS = {f.name for f in fields(Target)} - {"path", "measure"} | {"schema_version", "measure"}
+_TOP_KEYS = {f.name for f in fields(Target)} - {"path"} | {"schema_version"}
 _MEASURE_KEYS = {f.name for f in fields(MeasureSettings)}
+_ROOFLINE_KEYS = {f.name for f in fields(Roofline)}
 _REQUIRED = {"name", "backend", "execution_provider", "precisions", "threads", "batch_size", "channel_multiple",
              "width_fractions"}
 
@@ -109,6 +124,7 @@ def parse_target(path: Path) -> Target:
     unknown = sorted(set(measure_raw) - _MEASURE_KEYS)
     if unknown:
         raise TargetError(f"{path}: unknown key(s) in [measure]: {', '.join(unknown)}")
+    roofline = _parse_roofline(path, raw.get("roofline"), precisions)
     shape = raw.get("input_shape")
     if shape is not None and (len(shape) != 3 or any(not isinstance(s, int) or s <= 0 for s in shape)):
         raise TargetError(f"{path}: 'input_shape' must be [C, H, W] with positive integers, got {shape!r}")
@@ -124,8 +140,30 @@ def parse_target(path: Path) -> Target:
         description=raw.get("description", ""),
         input_shape=tuple(shape) if shape else None,
         measure=MeasureSettings(**measure_raw),
+        roofline=roofline,
         path=str(path),
     )
+
+
+def _parse_roofline(path: Path, raw: dict | None, precisions: tuple[str, ...]) -> Roofline | None:
+    if raw is None:
+        return None
+    unknown = sorted(set(raw) - _ROOFLINE_KEYS)
+    missing = sorted({"gpu", "peak_tops", "memory_bandwidth_gbs"} - set(raw))
+    if unknown or missing:
+        raise TargetError(f"{path}: [roofline] " + ("unknown key(s) " + ", ".join(unknown) if unknown
+                                                     else "missing key(s) " + ", ".join(missing)))
+    peaks = raw["peak_tops"]
+    lacking = [p for p in precisions if not isinstance(peaks.get(p), (int, float)) or peaks[p] <= 0]
+    if lacking:
+        raise TargetError(f"{path}: [roofline] peak_tops needs a positive figure for {', '.join(lacking)}")
+    bandwidth = raw["memory_bandwidth_gbs"]
+    if not isinstance(bandwidth, (int, float)) or isinstance(bandwidth, bool) or bandwidth <= 0:
+        raise TargetError(f"{path}: [roofline] memory_bandwidth_gbs must be a positive number, got {bandwidth!r}")
+    efficiency = raw.get("compute_efficiency", 0.5)
+    if not isinstance(efficiency, (int, float)) or not 0 < efficiency <= 1:
+        raise TargetError(f"{path}: [roofline] compute_efficiency must be in (0, 1], got {efficiency!r}")
+    return Roofline(**{**raw, "peak_tops": {k: float(v) for k, v in peaks.items()}})
 
 
 def available_targets() -> list[str]:
