@@ -82,14 +82,19 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
         handler.setLevel(level)
 
 
+def _progress_bars() -> Progress:
+    """The progress display every command uses (on stderr, so --json output stays clean)."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console)
+
+
 @contextmanager
 def _progress(total: int, label: str) -> Iterator:
     """A rich progress bar whose callback takes (phase, units done)."""
     if _state["quiet"]:
         yield lambda *_: None
         return
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=console, transient=False) as bar:
+    with _progress_bars() as bar:
         task = bar.add_task(label, total=total)
         yield lambda phase, n=1: bar.update(task, advance=n, description=f"{label}: {phase}")
 
@@ -593,8 +598,7 @@ def _reporter() -> Iterator:
     if _state["quiet"]:
         yield None
         return
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=console) as bar:
+    with _progress_bars() as bar:
         yield _RichReporter(bar)
 
 

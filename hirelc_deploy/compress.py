@@ -34,7 +34,6 @@ from .errors import InputError
 from .export import MANIFEST_NAME, load_manifest
 from .isolation import run_isolated
 from .latency.calibrate import Calibration, fit, measure_isolated
-from .latency.profile import model_input_shape
 from .latency.reuse import ensure_table
 from .models import get_model_spec
 from .models.checkpoints import resolve_weights
@@ -136,7 +135,7 @@ def calibrated_space(table: LatencyTable, spec, target: Target, sensitivity, bud
     candidates += [repair(raw, prior.weighted(int8, 1.0), raw.full_index, probe) for int8 in (1.0, 100.0)]
     unique = dict.fromkeys(tuple(int(v) for v in c) for c in candidates)
     configs = [raw.decode(x) for x in unique]
-    measured = [t.median_ms for t in measure_isolated(spec, target, model_input_shape(spec.name, target), configs)]
+    measured = [t.median_ms for t in measure_isolated(spec, target, configs)]
     calibration = fit(table, configs, measured)
     return SearchSpace(calibration.apply(table), target.precisions), calibration, measured[0]
 
@@ -147,8 +146,7 @@ def verify_finalists(outcome: SearchOutcome, space: SearchSpace, spec, target: T
     best-scoring one that meets the budget (the fastest one, when none does)."""
     finalists = outcome.ranked()[:count]
     full = ([b.full_width for b in spec.blocks()], ["fp32"] * space.n)
-    uncompressed, *timings = measure_isolated(spec, target, model_input_shape(spec.name, target),
-                                             [full, *((e.widths, e.precisions) for e in finalists)])
+    uncompressed, *timings = measure_isolated(spec, target, [full, *((e.widths, e.precisions) for e in finalists)])
     budget_now = budget.milliseconds(uncompressed.median_ms)
     rows = [{"index": e.index, "widths": list(e.widths), "precisions": list(e.precisions),
              "top1": e.result.top1, "predicted_ms": e.predicted_ms,
@@ -438,7 +436,8 @@ def _run_log(run: RunDirectory) -> Iterator[None]:
     package = logging.getLogger("hirelc_deploy")
     level = package.level
     package.addHandler(handler)
-    package.setLevel(min(level or logging.WARNING, logging.INFO))
+    # Lowered to INFO at most: a --debug run (DEBUG inherited from the root) keeps its DEBUG records.
+    package.setLevel(min(package.getEffectiveLevel(), logging.INFO))
     try:
         yield
     finally:

@@ -21,6 +21,7 @@ from .errors import InputError
 from .runs import atomic_write_text, read_json_object
 from .search.evaluate import EvalResult
 from .targets import Fingerprint
+from .targets.fingerprint import recorded_differences
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +107,7 @@ def check_same_run(run_dir: Path, config: Any, weights_sha256: str, fingerprint:
     if stored.get("weights_sha256") != weights_sha256:
         raise InputError(f"--resume {run_dir}: the checkpoint {config.weights} changed since the run started "
                          "(its sha256 differs)")
-    try:
-        differences = Fingerprint.from_dict(stored["fingerprint"]).differences(fingerprint)
-    except (KeyError, TypeError):
-        differences = ["its fingerprint is missing or malformed"]
+    differences = recorded_differences(stored.get("fingerprint"), fingerprint)
     if differences:
         raise InputError(f"--resume {run_dir}: the run was started on another device or target settings "
                          f"({'; '.join(differences)}); its measurements do not hold here")

@@ -38,6 +38,7 @@ from hirelc_deploy.latency.reuse import ensure_table
 from hirelc_deploy.models import get_model_spec
 from hirelc_deploy.pipeline import DataConfig, export_policy, load_model, prepare_data, sensitivity_of
 from hirelc_deploy.runs import atomic_write_json, atomic_write_text
+from hirelc_deploy.search import SearchSpace
 from hirelc_deploy.search.budget import parse_budget
 from hirelc_deploy.search.evaluate import EvalData, Evaluator
 from hirelc_deploy.search.registry import STRATEGIES
@@ -92,18 +93,18 @@ def main() -> int:
         target = load_target(target_name)
         table, source = ensure_table(MODEL, target, tables_dir(), None)
         # Calibrated once per target, against the tighter budget's configurations (compress does it per run).
-        budgets = args.budgets.split(",")
-        space, calibration, uncompressed_ms = calibrated_space(
-            table, spec, target, sensitivity, min(map(parse_budget, budgets), key=lambda b: b.value))
+        budgets = {text: parse_budget(text) for text in args.budgets.split(",")}
+        raw_uncompressed_ms = SearchSpace(table, target.precisions).uncompressed_ms
+        tightest = min(budgets.values(), key=lambda b: b.milliseconds(raw_uncompressed_ms))
+        space, calibration, uncompressed_ms = calibrated_space(table, spec, target, sensitivity, tightest)
         drift = uncompressed_ms / space.uncompressed_ms
         target_report = report["targets"][target_name] = {
             "table": source, "calibration": calibration.to_dict(), "fingerprint": current_fingerprint(target).to_dict(),
             "uncompressed_ms": uncompressed_ms, "table_drift": drift, "budgets": {}}
         found = {}
-        for budget_text in budgets:
-            budget = parse_budget(budget_text)
+        for budget_text, budget in budgets.items():
             budget_ms = budget.milliseconds(uncompressed_ms)
-            rows = target_report["budgets"][budget_text] = {"budget_ms": budget_ms, "strategies": {}}
+            target_report["budgets"][budget_text] = {"budget_ms": budget_ms, "strategies": {}}
             for strategy in strategies:
                 found[budget_text, strategy] = []
                 for seed in seeds:
@@ -116,7 +117,7 @@ def main() -> int:
         for (budget_text, strategy), outcomes in found.items():
             rows = target_report["budgets"][budget_text]
             rows["strategies"][strategy] = row = _strategy_row(
-                outcomes, space, spec, target, parse_budget(budget_text), teacher, data, data_config, args, table,
+                outcomes, space, spec, target, budgets[budget_text], teacher, data, data_config, args, table,
                 sensitivity, test)
             console.print(f"{target_name} {budget_text} {strategy}: engine {row['measured_ms']:.4f} ms "
                           f"({row['budget_ratio']:.3f}x the budget), top-1 {row['top1']:.3f}")

@@ -27,6 +27,7 @@ from ..bench import measure_latency
 from ..isolation import run_isolated
 from ..models import ModelSpec
 from ..targets import Target
+from .profile import model_input_shape
 from .table import LatencyTable
 from .timing import Timing
 from .variants import build_variant
@@ -55,8 +56,7 @@ class Calibration:
                 scale = b if precision == "int8" else a
                 block.latency_ms[precision] = [v * scale for v in values]
         out.transitions_ms = [{k: v * c for k, v in t.items()} for t in out.transitions_ms]
-        out.method = f"{table.method}; calibrated against {len(self.points)} engines " \
-                     f"({', '.join(f'{p} x{f:.3f}' for p, f in self.factors.items())})"
+        out.method = {**table.method, "calibration": {"engines": len(self.points), "factors": dict(self.factors)}}
         return out
 
     def to_dict(self) -> dict:
@@ -80,9 +80,10 @@ def fit(table: LatencyTable, configs: Sequence[tuple[Sequence[int], Sequence[str
     return Calibration(dict(zip(PARTS, map(float, factors))), points)
 
 
-def measure_isolated(spec: ModelSpec, target: Target, input_shape: Sequence[int],
-                    configs: Sequence[tuple[Sequence[int], Sequence[str]]]) -> list[Timing]:
+def measure_isolated(spec: ModelSpec, target: Target, configs: Sequence[tuple[Sequence[int], Sequence[str]]]
+                     ) -> list[Timing]:
     """Timing of each configuration exported with random weights, all interleaved in one fresh process."""
+    input_shape = model_input_shape(spec.name, target)
     with tempfile.TemporaryDirectory() as tmp:
         paths = {f"c{i}": build_variant(spec, w, p, input_shape, Path(tmp) / f"c{i}.onnx")
                  for i, (w, p) in enumerate(configs)}

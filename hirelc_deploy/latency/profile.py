@@ -49,13 +49,10 @@ def profiling_configs(model: str, target: Target, fractions: Sequence[float] | N
     isolated block's conversions are (see ``LatencyTable.isolated_block_factor``).
     """
     blocks = get_model_spec(model).blocks()
+    grid = target.width_grid(blocks)
     uniform = []
     for fraction in sorted(set(fractions or target.width_fractions) | {1.0}):
-        widths = tuple(
-            min(target.candidate_widths(b.full_width, b.prunable, b.removable),
-                key=lambda w: abs(w - fraction * b.full_width))
-            for b in blocks
-        )
+        widths = tuple(min(options, key=lambda w: abs(w - fraction * b.full_width)) for b, options in zip(blocks, grid))
         uniform += [Config(widths, normalize_precisions(widths, (p,) * len(blocks))) for p in target.precisions]
     full = tuple(b.full_width for b in blocks)
     mixed = [Config(full, _pairs_pattern(len(blocks), phase, low))

@@ -15,12 +15,12 @@ def stale_reason(table: LatencyTable, model: str, target: Target) -> str | None:
     """Why ``table`` cannot stand for ``model`` on ``target`` on this machine (None when it can)."""
     if table.model != model or table.target != target.name:
         return f"it is for {table.model} on {table.target}"
+    if table.kind != "measured":
+        return f"it is {table.kind}, not measured (run `hirelc profile` on the device)"
     diffs = table.fingerprint_differences(current_fingerprint(target))
     if diffs:
         return f"it was measured on another device ({'; '.join(diffs)})"
-    blocks = get_model_spec(model).blocks()
-    grid = [target.candidate_widths(b.full_width, b.prunable, b.removable) for b in blocks]
-    if [list(b.widths) for b in table.blocks] != grid or not set(target.precisions) <= set(table.precisions):
+    if [list(b.widths) for b in table.blocks] != target.width_grid(get_model_spec(model).blocks()) or not set(target.precisions) <= set(table.precisions):
         return "its widths or precisions differ from the target's grid"
     return None
 

@@ -26,7 +26,7 @@ from ..errors import TargetError
 from ..models import CompressibleBlock, get_model_spec
 from ..targets import Target
 from .profile import model_input_shape
-from .table import BlockLatency, LatencyTable, normalize_precisions
+from .table import BlockLatency, LatencyTable, normalize_precisions, transition_key
 
 BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "int8": 1, "fp8": 1}
 
@@ -74,8 +74,8 @@ def _kernels(model: nn.Module, input_shape: Sequence[int]) -> tuple[list[list[Ke
         for handle in handles:
             handle.remove()
     for index, kernels in enumerate(per_block):
-        if kernels:
-            # The residual add is fused into the block's last convolution, which then also reads the shortcut.
+        if kernels and blocks[index].removable and not blocks[index].removed:
+            # The residual add is fused into the branch's last convolution, which then also reads the shortcut.
             last = kernels[-1]
             kernels[-1] = Kernel(last.macs, last.elements + boundaries[index + 1])
     return per_block, outside, boundaries
@@ -106,15 +106,14 @@ def predict_table(model: str, target: Target) -> LatencyTable:
     spec = get_model_spec(model)
     infos = spec.blocks()
     shape = model_input_shape(model, target)
-    grids = [target.candidate_widths(b.full_width, b.prunable, b.removable) for b in infos]
+    grids = target.width_grid(infos)
     latency = [{p: [] for p in target.precisions} for _ in infos]
-    boundaries = outside = None
     for level in range(max(len(g) for g in grids)):
         # One network per width level: block i at its level-th width (the widest once its grid is exhausted).
+        # The last level is the full-width model, whose boundary tensors and stem/head kernels are kept (they do
+        # not depend on inner widths).
         widths = [g[min(level, len(g) - 1)] for g in grids]
-        per_block, stem_head, sizes = _kernels(spec.build(widths), shape)
-        if widths == [g[-1] for g in grids]:
-            boundaries, outside = sizes, stem_head
+        per_block, outside, boundaries = _kernels(spec.build(widths), shape)
         for i, grid in enumerate(grids):
             if level < len(grid):
                 for p in target.precisions:
@@ -124,7 +123,7 @@ def predict_table(model: str, target: Target) -> LatencyTable:
             for b, grid, lat in zip(infos, grids, latency)]
     # The stem and head take the precision of the block beside them (the conversion fuses into their kernel),
     # so only boundaries between blocks carry a reformat.
-    transitions = [{f"{a}->{b}": 0.0 if j in (0, len(boundaries) - 1) else reformat_ms(n, a, b, target)
+    transitions = [{transition_key(a, b): 0.0 if j in (0, len(boundaries) - 1) else reformat_ms(n, a, b, target)
                     for a in target.precisions for b in target.precisions if a != b}
                    for j, n in enumerate(boundaries)]
     roof = target.roofline
@@ -136,5 +135,6 @@ def predict_table(model: str, target: Target) -> LatencyTable:
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         method={"kind": "roofline (predicted, not measured)", "gpu": roof.gpu, "peak_tops": roof.peak_tops,
                 "memory_bandwidth_gbs": roof.memory_bandwidth_gbs, "compute_efficiency": roof.compute_efficiency,
-                "launch_us": roof.launch_us, "see": "hirelc_deploy/latency/roofline.py"},
+                "launch_us": roof.launch_us, "sparsity_2_4": f"{roof.sparsity_2_4} (not modelled: dense peaks only)",
+                "see": "hirelc_deploy/latency/roofline.py"},
     )

@@ -25,9 +25,15 @@ from typing import Sequence
 from ..errors import TableError
 from ..runs import atomic_write_json, read_json_object
 from ..targets import Fingerprint
+from ..targets.fingerprint import recorded_differences
 
 SCHEMA_VERSION = 1
 STEM_HEAD_PRECISION = "fp32"
+
+
+def _isolated(costs: Sequence[float]) -> float:
+    """Of a chain's boundary costs: the sum over isolated kept blocks (a cost on both sides) of their mean."""
+    return sum((a + b) / 2 for a, b in zip(costs, costs[1:]) if a and b)
 
 
 def transition_key(before: str, after: str) -> str:
@@ -107,9 +113,8 @@ class LatencyTable:
                 int8 += block.lookup(w, p)
             else:
                 fp32 += block.lookup(w, p)
-        boundaries = (sum(self.boundary_costs(widths, precisions))
-                      - self.isolated_block_factor * self.isolated_saving(precisions, widths))
-        return fp32, int8, boundaries
+        costs = self.boundary_costs(widths, precisions)
+        return fp32, int8, sum(costs) - self.isolated_block_factor * _isolated(costs)
 
     def boundary_costs(self, widths: Sequence[int], precisions: Sequence[str]) -> list[float]:
         """Conversion cost entering each element of the precision chain after the stem (kept blocks, head)."""
@@ -119,8 +124,7 @@ class LatencyTable:
 
     def isolated_saving(self, precisions: Sequence[str], widths: Sequence[int] | None = None) -> float:
         """Sum over isolated kept blocks (both neighbours in another precision) of their mean boundary cost."""
-        costs = self.boundary_costs(widths or [1] * len(precisions), precisions)
-        return sum((a + b) / 2 for a, b in zip(costs, costs[1:]) if a and b)
+        return _isolated(self.boundary_costs(widths or [1] * len(precisions), precisions))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -143,10 +147,7 @@ class LatencyTable:
 
     def fingerprint_differences(self, current: Fingerprint) -> list[str]:
         """Where this table's device fingerprint differs from ``current`` (empty when it matches)."""
-        try:
-            return Fingerprint.from_dict(self.fingerprint).differences(current)
-        except (KeyError, TypeError):
-            return ["fingerprint is malformed"]
+        return recorded_differences(self.fingerprint, current)
 
     def check_device(self, current: Fingerprint, force: bool = False, source: str = "latency table") -> None:
         """Refuse a table measured on another device or runtime setting unless ``force``."""

@@ -30,7 +30,7 @@ def banners(config: dict, table: LatencyTable | None, validation: dict | None) -
 
 def header(config: dict, table: LatencyTable | None) -> Html:
     """Model, target, device and how the table was made."""
-    method = table.method if table is not None and isinstance(table.method, dict) else {}
+    method = table.method if table is not None else {}
     return page.key_values([
         ("model", config.get("model", "—")),
         ("target", f"{config.get('target', '—')}" + (f" ({config['target_file']})" if config.get("target_file")

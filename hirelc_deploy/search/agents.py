@@ -84,8 +84,7 @@ class Features:
         self.slack = max(budget_ms - space.table.fixed_ms - self.min_ms.sum(), 1e-9)
         position = np.linspace(0.0, 1.0, space.n)
         self.static = np.stack([prior.relative, full / total, self.min_ms / total, self.max_ms / total, position], 1)
-        int8 = np.array([[o.precision == "int8" for o in opts] + [False] * (space.k - len(opts))
-                         for opts in space.options], dtype=float)
+        int8 = space.int8.astype(float)
         width = space.width / space.full_width[:, None]
         damage = np.where(space.valid, prior.normalized, 0.0)
         self.option_static = torch.tensor(np.stack([
@@ -95,8 +94,8 @@ class Features:
         ], -1), dtype=torch.float32)
         self.option_prior = torch.tensor(np.where(space.valid, -damage / temperature, 0.0), dtype=torch.float32)
         self.block_ms = torch.tensor(np.where(space.valid, space.block_ms, np.inf), dtype=torch.float32)
-        self.block_latency = np.where(space.valid, space.block_ms, np.inf)
-        self.damage = np.where(space.valid, prior.damage, np.inf)
+        self.valid = torch.tensor(space.valid)
+        self.damage = prior.damage
         self.fastest = self.block_ms == self.block_ms.min(dim=-1, keepdim=True).values
         self.total = total
 
@@ -122,11 +121,11 @@ class Features:
         rows, blocks = np.arange(len(x))[:, None], np.arange(space.n)[None]
         target = self.budget_ms - space.table.fixed_ms
         while True:
-            current = self.block_latency[blocks, x]
+            current = space.block_ms[blocks, x]
             over = current.sum(1) > target + 1e-12
             if not over.any():
                 return x
-            saved = current[:, :, None] - self.block_latency[None]
+            saved = current[:, :, None] - space.block_ms[None]
             extra = damage - np.take_along_axis(damage, x[:, :, None], 2)
             ratio = np.where(saved > 1e-12, extra / np.where(saved > 1e-12, saved, 1.0), np.inf)
             flat = ratio.reshape(len(x), -1)
@@ -140,7 +139,7 @@ class Features:
     def option_features(self, allocation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Option features given each block's allocation, and the mask of options that fit in it."""
         headroom = allocation.unsqueeze(-1) - self.block_ms
-        allowed = torch.tensor(self.space.valid) & ((headroom >= -1e-9) | self.fastest)
+        allowed = self.valid & ((headroom >= -1e-9) | self.fastest)
         room = torch.where(allowed, headroom, torch.zeros_like(headroom)).unsqueeze(-1) / self.total
         static = self.option_static.expand(*allocation.shape[:-1], -1, -1, -1)
         return torch.cat([static, room], -1), allowed
@@ -155,25 +154,18 @@ class Features:
 
 
 def sample(coordinator: Coordinator, agent: BlockAgent, features: Features, incumbent: np.ndarray,
-           glob: torch.Tensor, count: int, generator: torch.Generator, greedy: bool = False) -> Episodes:
-    """Sample ``count`` hierarchical episodes (or the single most likely one)."""
+           glob: torch.Tensor, count: int, generator: torch.Generator) -> Episodes:
+    """Sample ``count`` hierarchical episodes."""
     allocation_dist = coordinator(features.block_features(incumbent), glob)
-    if greedy:
-        action = allocation_dist.mean.unsqueeze(0)
-    else:
-        noise = torch.randn((count, features.space.n), generator=generator)
-        action = allocation_dist.mean + allocation_dist.stddev * noise
-    action = action.detach()
+    noise = torch.randn((count, features.space.n), generator=generator)
+    action = (allocation_dist.mean + allocation_dist.stddev * noise).detach()
     log_prob = allocation_dist.log_prob(action).sum(-1)
     allocated = features.allocate(action.numpy().astype(np.float64))
     allocation = features.block_ms[torch.arange(features.space.n), torch.as_tensor(allocated)]
     option_feats, allowed = features.option_features(allocation)
     choice_dist = agent(option_feats, features.option_prior.expand_as(allowed), allowed)
-    if greedy:
-        chosen = choice_dist.logits.argmax(-1)
-    else:
-        probs = choice_dist.probs
-        chosen = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).view(probs.shape[:-1])
+    probs = choice_dist.probs
+    chosen = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator).view(probs.shape[:-1])
     log_prob = log_prob + choice_dist.log_prob(chosen).sum(-1)
     entropy = choice_dist.entropy().sum(-1) + allocation_dist.entropy().sum(-1)
     return Episodes(chosen.numpy(), log_prob, entropy)

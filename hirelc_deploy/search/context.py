@@ -39,6 +39,11 @@ class Evaluation:
                 "predicted_ms": self.predicted_ms, **self.result.to_dict(), "cached": self.cached}
 
 
+def best_of(history: list[Evaluation]) -> Evaluation | None:
+    """The best of some evaluations (highest top-1, then lowest KL; the earliest among equals)."""
+    return max(history, key=lambda e: e.result.key(), default=None)
+
+
 @dataclass
 class SearchContext:
     """The shared infrastructure handed to a strategy."""
@@ -96,7 +101,7 @@ class SearchContext:
     @property
     def best(self) -> Evaluation | None:
         """The best evaluated configuration so far (highest top-1, then lowest KL)."""
-        return max(self.history, key=lambda e: e.result.key(), default=None)
+        return best_of(self.history)
 
     def scores(self) -> tuple[np.ndarray, np.ndarray]:
         """Evaluated configurations (option indices) and their proxy accuracy, for learning from them."""

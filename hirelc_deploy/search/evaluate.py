@@ -65,7 +65,7 @@ class EvalData:
         bn = [x for x, _ in train.subset(range(min(bn_images, len(train))))
               .batches(batch_size, data.normalize, data.size, augment=True, seed=0)]
         calibration = next(train.batches(calibration_images, data.normalize, data.size))[0]
-        xs, ys = zip(*data.heldout.batches(batch_size, data.normalize, data.size))
+        xs, ys = zip(*data.heldout_batches(batch_size))
         return cls(bn, calibration, torch.cat(xs), torch.cat(ys))
 
 

@@ -66,14 +66,14 @@ class _Learner:
         params = [*self.coordinator.parameters(), *self.agent.parameters()]
         self.optimizer = torch.optim.Adam(params, lr=settings.lr)
 
-    def sample(self, count: int, greedy: bool = False) -> Episodes:
+    def sample(self, count: int) -> Episodes:
         """Episodes around the incumbent: the best policy evaluated so far (the Fisher-greedy anchor before
         anything is evaluated)."""
         best = self.ctx.best
         incumbent = self.anchor if best is None else np.array(best.options)
         glob = self.features.global_features(0.0 if best is None else best.result.top1,
                                              len(self.ctx.history) / self.ctx.evals)
-        return sample(self.coordinator, self.agent, self.features, incumbent, glob, count, self.generator, greedy)
+        return sample(self.coordinator, self.agent, self.features, incumbent, glob, count, self.generator)
 
     def update(self, episodes: Episodes, rewards: np.ndarray) -> None:
         advantage = torch.tensor(rewards - rewards.mean(), dtype=torch.float32)
@@ -105,8 +105,12 @@ class _Critic:
     def imagined_rewards(self, options: np.ndarray) -> np.ndarray:
         """Optimistic value minus a penalty for predicted latency over the budget."""
         overshoot = np.maximum(self.ctx.space.latency(options) / self.ctx.budget_ms - 1.0, 0.0)
-        scale = 1.0 if self.surrogate.ready else self.ctx.prior.total(options).std() + 1e-9
-        return self.optimistic(options) - self.settings.over_budget_penalty * scale * overshoot
+        if self.surrogate.ready:
+            value, scale = self.optimistic(options), 1.0
+        else:
+            damage = self.ctx.prior.total(options)
+            value, scale = -damage, damage.std() + 1e-9
+        return value - self.settings.over_budget_penalty * scale * overshoot
 
 
 def _screen(ctx: SearchContext, learner: _Learner, critic: _Critic, settings: HirelcSettings) -> list:

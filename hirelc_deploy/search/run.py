@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..sensitivity import Sensitivity
-from .context import Evaluation, SearchContext
+from .context import Evaluation, SearchContext, best_of
 from .evaluate import EvalResult
 from .prior import DamageModel
 from .registry import get_strategy
@@ -30,7 +30,7 @@ class SearchOutcome:
 
     @property
     def best(self) -> Evaluation:
-        return max(self.history, key=lambda e: e.result.key())
+        return best_of(self.history)
 
     def ranked(self) -> list[Evaluation]:
         """Evaluations from best to worst proxy accuracy."""

@@ -78,6 +78,8 @@ class SearchSpace:
                 self.code[b, k] = codes[o.precision]
         # Padding options are never chosen; give them an infinite cost so any accidental use shows.
         self.block_ms[~self.valid] = np.inf
+        # Removed blocks are recorded in FP32, so this marks exactly the kept blocks running INT8.
+        self.int8 = self.valid & (self.code == codes["int8"]) if "int8" in codes else np.zeros_like(self.valid)
         p = len(table.precisions)
         self.transition = np.zeros((self.n + 1, p, p))
         for k, costs in enumerate(table.transitions_ms):

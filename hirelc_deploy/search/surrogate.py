@@ -37,8 +37,7 @@ class Surrogate:
         width = space.width.astype(float)
         self._pruned = np.where(space.valid, 1.0 - width / space.full_width[:, None], 0.0)
         self._removed = (space.width == 0) & space.valid
-        self._int8 = np.array([[o.precision == "int8" and o.width > 0 for o in opts] + [False] * (space.k - len(opts))
-                               for opts in space.options])
+        self._int8 = space.int8
 
     def features(self, x: np.ndarray) -> np.ndarray:
         """Design matrix: intercept, prior damage, then per-block pruned fraction, removed and INT8 flags."""

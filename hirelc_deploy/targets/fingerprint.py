@@ -40,6 +40,15 @@ class Fingerprint:
         return [f"{k}: {mine[k]!r} != {theirs[k]!r}" for k in mine if mine[k] != theirs[k]]
 
 
+def recorded_differences(recorded: dict, current: Fingerprint) -> list[str]:
+    """Where a fingerprint recorded in a file (a table, a run) differs from ``current``; a missing or
+    malformed record is one difference, said as such."""
+    try:
+        return Fingerprint.from_dict(recorded).differences(current)
+    except (KeyError, TypeError):
+        return ["fingerprint is missing or malformed"]
+
+
 def _cpuinfo() -> tuple[str, tuple[str, ...]]:
     model, flags = platform.processor() or platform.machine(), set()
     try:

@@ -77,6 +77,10 @@ class Target:
         widths = {min(full_width, max(m, m * round(f * full_width / m))) for f in self.width_fractions if f > 0}
         return sorted(widths | {full_width} | removal)
 
+    def width_grid(self, blocks) -> list[list[int]]:
+        """``candidate_widths`` of each block (``BlockInfo``s of a model): the widths a table holds for it."""
+        return [self.candidate_widths(b.full_width, b.prunable, b.removable) for b in blocks]
+
 
 _TOP_KEYS = {f.name for f in fields(Target)} - {"path"} | {"schema_version"}
 _MEASURE_KEYS = {f.name for f in fields(MeasureSettings)}
@@ -145,6 +149,10 @@ def parse_target(path: Path) -> Target:
     )
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _parse_roofline(path: Path, raw: dict | None, precisions: tuple[str, ...]) -> Roofline | None:
     if raw is None:
         return None
@@ -154,15 +162,19 @@ def _parse_roofline(path: Path, raw: dict | None, precisions: tuple[str, ...]) -
         raise TargetError(f"{path}: [roofline] " + ("unknown key(s) " + ", ".join(unknown) if unknown
                                                      else "missing key(s) " + ", ".join(missing)))
     peaks = raw["peak_tops"]
-    lacking = [p for p in precisions if not isinstance(peaks.get(p), (int, float)) or peaks[p] <= 0]
+    if not isinstance(peaks, dict):
+        raise TargetError(f"{path}: [roofline] peak_tops must be a table of precision = tera-ops/s, got {peaks!r}")
+    lacking = [p for p in precisions if not _is_number(peaks.get(p)) or peaks[p] <= 0]
     if lacking:
         raise TargetError(f"{path}: [roofline] peak_tops needs a positive figure for {', '.join(lacking)}")
-    bandwidth = raw["memory_bandwidth_gbs"]
-    if not isinstance(bandwidth, (int, float)) or isinstance(bandwidth, bool) or bandwidth <= 0:
-        raise TargetError(f"{path}: [roofline] memory_bandwidth_gbs must be a positive number, got {bandwidth!r}")
-    efficiency = raw.get("compute_efficiency", 0.5)
-    if not isinstance(efficiency, (int, float)) or not 0 < efficiency <= 1:
-        raise TargetError(f"{path}: [roofline] compute_efficiency must be in (0, 1], got {efficiency!r}")
+    for key, ok, what in (("memory_bandwidth_gbs", lambda v: v > 0, "a positive number"),
+                          ("compute_efficiency", lambda v: 0 < v <= 1, "a number in (0, 1]"),
+                          ("launch_us", lambda v: v >= 0, "a non-negative number")):
+        value = raw.get(key, 1.0)
+        if not _is_number(value) or not ok(value):
+            raise TargetError(f"{path}: [roofline] {key} must be {what}, got {value!r}")
+    if not isinstance(raw.get("sparsity_2_4", False), bool):
+        raise TargetError(f"{path}: [roofline] sparsity_2_4 must be true or false")
     return Roofline(**{**raw, "peak_tops": {k: float(v) for k, v in peaks.items()}})
 
 
