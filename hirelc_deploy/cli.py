@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import logging
 import sys
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
@@ -19,11 +20,11 @@ from .errors import HirelcError, InputError
 from .latency import (
     default_table_path,
     load_table,
-    profile,
     profile_steps,
     validate,
     validate_steps,
 )
+from .latency.reuse import measure_table
 from .models import MODELS, get_model_spec
 from .runs import atomic_write_json
 from .settings import tables_dir
@@ -56,6 +57,13 @@ Workflow (data flows one way: profile -> table -> search -> policy -> export -> 
   5. hirelc bench DIR/model.onnx --target cpu-ort-1t --data D --baseline DIR/baseline_fp32.onnx
      Measured latency (interleaved with the baseline), top-1 of the engine on the test split, size.
   hirelc models / hirelc targets list what is built in.
+
+\b
+  NVIDIA GPUs (TensorRT): the same commands with --target trt-h100-b1 (or -b32).
+     On a GPU with TensorRT: measured tables, engines (.engine, timing cache, per-layer
+     report checked against the policy), CUDA-event latencies. Without one:
+     profile --predict (roofline table) and compress plan with PREDICTED latencies,
+     labelled so everywhere; export writes the TensorRT-bound ONNX (Q/DQ, FP16, 2:4).
 
 \b
 Every command takes --json (result on stdout for scripts); hirelc -q (no progress),
@@ -178,8 +186,14 @@ def profile_cmd(
         _profile_predicted(model, tgt, out, run, bool(validate_n or table_path or fractions), as_json)
         return
     if tgt.backend == "tensorrt":
-        raise InputError(f"--target {target}: measuring on TensorRT needs the tensorrt package and an NVIDIA GPU; "
-                         "--predict builds a roofline table (labelled predicted) instead")
+        from .latency.reuse import engines_available
+
+        if not engines_available():
+            raise InputError(f"--target {target}: measuring on TensorRT needs the tensorrt package and an NVIDIA "
+                             "GPU; --predict builds a roofline table (labelled predicted) instead")
+        if validate_n or table_path:
+            raise InputError("--validate/--table: validating a table against exported engines runs on ONNX "
+                             "Runtime targets only so far")
     if table_path:
         table = load_table(table_path)
         table.check_device(current_fingerprint(tgt), force=force, source=str(table_path))
@@ -193,7 +207,7 @@ def profile_cmd(
     })
     if not table_path:
         with _progress(profile_steps(model, tgt, grid), f"profiling {model} on {tgt.name}") as note:
-            table = profile(model, tgt, grid, note)
+            table = measure_table(model, tgt, note, grid)
         destination = out or default_table_path(tables_dir(), model, tgt.name)
         table.save(destination)
         if not _state["quiet"]:
@@ -332,16 +346,25 @@ def export_cmd(
     lr: float = typer.Option(0.01, "--lr", help="Fine-tuning learning rate (cosine schedule)."),
     criterion: str = typer.Option("fisher", "--criterion", help="Channel importance: fisher or l1."),
     table_path: Optional[Path] = typer.Option(None, "--table", help="Latency table (default latency_tables/...)."),
+    sparse: Optional[str] = typer.Option(None, "--sparse-2-4", help="TensorRT targets: give the convolutions of "
+                                         "these blocks ('all' or names like layer1.0,layer2.1) 2:4 structured "
+                                         "sparsity (magnitude, held through fine-tuning)."),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = _json_option(),
 ):
-    """Apply a policy for real (channels removed, INT8 kernels), fine-tune by distillation and export.
+    """Apply a policy for real (channels removed, INT8/FP16 kernels), fine-tune by distillation and export.
 
-    Example: hirelc export --model resnet56 --weights resnet56.th --data ../shared/datasets/cifar10
-    --target cpu-ort-1t --policy policy.json --out artifacts/r56 --finetune-epochs 1
+    \b
+    Example:
+      hirelc export --model resnet56 --weights resnet56.th --data ../shared/datasets/cifar10
+          --target cpu-ort-1t --policy policy.json --out artifacts/r56 --finetune-epochs 1
+      hirelc export ... --target trt-h100-b1 --sparse-2-4 all
+          (TensorRT: model.onnx with explicit Q/DQ and FP16 blocks; with tensorrt and a GPU also model.engine,
+          its timing cache and the per-layer report, checked against the policy)
     """
     from .apply import DistillConfig
-    from .pipeline import DataConfig, check_policy, export_policy, load_model, prepare_data, sensitivity_of
+    from .pipeline import (DataConfig, check_policy, check_sparse_blocks, export_policy, load_model, prepare_data,
+                           sensitivity_of)
     from .policy import load_policy
 
     if criterion not in ("fisher", "l1"):
@@ -350,6 +373,8 @@ def export_cmd(
     tgt = load_target(target)
     policy = load_policy(policy_path)
     check_policy(spec, policy, tgt)
+    sparse_blocks = _sparse_blocks(sparse, policy)
+    check_sparse_blocks(spec, policy, tgt, sparse_blocks)
     fingerprint = _table_fingerprint(table_path, model, tgt)
     torch_seed(seed)
     teacher = load_model(spec, weights)
@@ -364,21 +389,51 @@ def export_cmd(
     with _progress(steps, "fine-tuning") as note:
         _, manifest = export_policy(teacher, spec, policy, tgt, prepared, config,
                                     DistillConfig(epochs=finetune_epochs, lr=lr), out, fingerprint, sens,
-                                    criterion, note)
+                                    criterion, note, sparse_blocks)
     if sens is not None:
         sens.save(out / "sensitivity.json")
     policy.save(out / "policy.json")
     checks = manifest.checks
     if as_json:
         _emit({"artifact": str(out / "model.onnx"), "manifest": str(out / "manifest.json"),
+               "backend": manifest.backend, "engine": manifest.engine,
                "int8_blocks": sorted(name for name, kernels in manifest.quantized_blocks.items() if kernels),
                "predicted_latency_ms": manifest.predicted_latency_ms, "latency_kind": manifest.latency_kind,
                "files": manifest.files, "checks": checks})
+        return
+    if manifest.backend == "tensorrt":
+        _print_trt_export(out, manifest)
         return
     print(f"{out / 'model.onnx'}: {sum(1 for v in manifest.quantized_blocks.values() if v)} INT8 blocks running "
           f"quantized kernels; predicted {manifest.predicted_latency_ms} ms ({manifest.latency_kind} table); "
           f"top-1 agreement with PyTorch {checks['final_top1_agreement_with_torch']:.3f} on "
           f"{checks['check_images']} held-out images")
+
+
+def _sparse_blocks(text: Optional[str], policy) -> list[str]:
+    """Block names from ``--sparse-2-4`` ('all' = every block the policy keeps)."""
+    if not text:
+        return []
+    if text.strip() == "all":
+        return [b.name for b in policy.blocks if b.width > 0]
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _print_trt_export(out: Path, manifest) -> None:
+    checks, engine = manifest.checks, manifest.engine
+    counts = Counter(checks["block_precisions"].values())
+    print(f"{out / 'model.onnx'}: TensorRT-bound graph (blocks: "
+          f"{', '.join(f'{n} {p}' for p, n in sorted(counts.items()))}; {len(checks['sparse_2_4_layers'])} "
+          f"layers 2:4 sparse); top-1 "
+          f"agreement with PyTorch {checks['final_top1_agreement_with_torch']:.3f} on {checks['check_images']} "
+          f"held-out images ({checks['checked_with']})")
+    if engine.get("built"):
+        print(f"{out / 'model.engine'}: built with TensorRT {engine['tensorrt_version']}; every layer runs the "
+              f"precision the policy asks for ({engine['layer_info']})")
+    else:
+        print(f"engine NOT built: {engine['reason']}")
+    if manifest.predicted_latency_ms is not None:
+        print(f"predicted {manifest.predicted_latency_ms:.4f} ms ({manifest.latency_kind} table, not a measurement)")
 
 
 @app.command("bench")
@@ -393,13 +448,20 @@ def bench_cmd(
 ):
     """Measure an exported engine: latency (and speedup over --baseline), top-1 through the engine, size.
 
-    Example: hirelc bench artifacts/r56/model.onnx --target cpu-ort-1t --data ../shared/datasets/cifar10
-    --baseline artifacts/r56/baseline_fp32.onnx
+    \b
+    Example:
+      hirelc bench artifacts/r56/model.onnx --target cpu-ort-1t --data ../shared/datasets/cifar10
+          --baseline artifacts/r56/baseline_fp32.onnx
+      hirelc bench artifacts/r56/model.engine --target trt-h100-b1 --baseline artifacts/r56/baseline_fp32.engine
+          (TensorRT engines on the GPU: latency with CUDA events)
     """
     from .bench import bench
     from .data import Normalize, load_images, open_dataset
 
     tgt = load_target(target)
+    if tgt.backend == "tensorrt":
+        _bench_engines(artifact, tgt, baseline, data, out, as_json)
+        return
     images = normalize = None
     if data is not None:
         dataset = open_dataset(data, "test", limit_per_class=limit)
@@ -429,6 +491,37 @@ def bench_cmd(
     Console().print(table)
     if result.speedup is not None:
         Console().print(f"speedup over baseline: {result.speedup:.2f}x   result: {destination}")
+
+
+def _bench_engines(engine: Path, tgt, baseline: Optional[Path], data: Optional[Path], out: Optional[Path],
+                   as_json: bool) -> None:
+    """``hirelc bench`` of TensorRT engines: latency with CUDA events, interleaved with ``--baseline``."""
+    from .export.tensorrt import require_tensorrt
+    from .latency.trt_runner import time_engines
+
+    if data is not None:
+        raise InputError("--data: top-1 through a TensorRT engine is not measured by bench; `hirelc export` and "
+                         "`compress` report the graph's top-1 (through ONNX Runtime on CPU)")
+    for flag, path in (("ARTIFACT", engine), ("--baseline", baseline)):
+        if path is not None and (Path(path).suffix != ".engine" or not Path(path).is_file()):
+            raise InputError(f"{flag} {path}: expected a TensorRT .engine file written by `hirelc export`")
+    require_tensorrt()
+    engines = {"engine": engine, **({"baseline": baseline} if baseline else {})}
+    with _progress(tgt.measure.bursts * len(engines), "timing engines (CUDA events)") as note:
+        timings = time_engines(engines, tgt.measure, on_burst=lambda: note("timing", 1))
+    result = {"target": tgt.name, "fingerprint": current_fingerprint(tgt).to_dict(), "measured_with": "CUDA events",
+              **{name: {"path": str(engines[name]), **t.to_dict()} for name, t in timings.items()}}
+    if baseline:
+        result["speedup"] = timings["baseline"].median_ms / timings["engine"].median_ms
+    destination = out or Path(engine).with_suffix(".bench.json")
+    atomic_write_json(destination, result)
+    if as_json:
+        _emit(result)
+        return
+    for name, t in timings.items():
+        Console().print(f"{name}: {t.median_ms:.4f} ms median (IQR {t.spread_ms:.4f} ms), measured")
+    if baseline:
+        Console().print(f"speedup over baseline: {result['speedup']:.2f}x   result: {destination}")
 
 
 def _spec_for_artifact(artifact: Path):
@@ -476,18 +569,28 @@ def _print_summary(summary: dict) -> None:
     table.add_column("")
     table.add_column("uncompressed", justify="right")
     table.add_column("compressed", justify="right")
-    table.add_row("latency ms (measured)", f"{summary['uncompressed_ms']:.4f}",
-                  f"{summary['measured_ms']:.4f} ({min(summary['measured_rounds_ms']):.4f}-"
-                  f"{max(summary['measured_rounds_ms']):.4f} over {len(summary['measured_rounds_ms'])} processes)")
-    table.add_row("latency ms (predicted, calibrated table)", "", f"{summary['predicted_ms']:.4f}")
+    measured = summary["measured_ms"] is not None
+    if measured:
+        rounds = summary["measured_rounds_ms"]
+        spread = f" ({min(rounds):.4f}-{max(rounds):.4f} over {len(rounds)} processes)" if rounds else ""
+        table.add_row("latency ms (measured)", f"{summary['uncompressed_ms']:.4f}",
+                      f"{summary['measured_ms']:.4f}{spread}")
+    if summary.get("backend") == "tensorrt":
+        table.add_row(f"latency ms (PREDICTED, {summary['table_kind']} table)",
+                      f"{summary['predicted_uncompressed_ms']:.4f}", f"{summary['predicted_ms']:.4f}")
+    else:
+        table.add_row("latency ms (predicted, calibrated table)", "", f"{summary['predicted_ms']:.4f}")
     table.add_row("budget ms", "", f"{summary['budget_ms']:.4f}")
-    table.add_row("speedup (measured)", "", f"{summary['speedup']:.2f}x")
+    table.add_row(f"speedup ({'measured' if measured else 'PREDICTED'})", "", f"{summary['speedup']:.2f}x")
     table.add_row(f"top-1 ({summary['test_images']} test images)", f"{100 * summary['top1_before']:.2f}%",
                   f"{100 * summary['top1_after']:.2f}%")
     table.add_row("size MB", f"{summary['bytes_before'] / 1e6:.2f}", f"{summary['bytes_after'] / 1e6:.2f}")
     Console().print(table)
-    Console().print(f"measured {summary['measured_ms']:.4f} ms against a budget of {summary['budget_ms']:.4f} ms: "
-                    f"{summary['verdict']}")
+    if summary.get("top1_through"):
+        Console().print(f"top-1 through {summary['top1_through']}")
+    latency = summary["measured_ms"] if measured else summary["predicted_ms"]
+    Console().print(f"{'measured' if measured else 'PREDICTED (not measured)'} {latency:.4f} ms against a budget "
+                    f"of {summary['budget_ms']:.4f} ms: {summary['verdict']}")
 
 
 @app.command("compress")

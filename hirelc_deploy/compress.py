@@ -9,6 +9,9 @@ built and timed for real against the uncompressed model (the table is right to a
 machine, and this machine is not always quiet); the best one whose measured latency meets the budget is the
 one exported. Every latency in the summary is measured in a fresh process (``isolation.py``), and the summary
 says plainly when the exported engine misses the budget.
+
+TensorRT targets take another path after the search (``compress_tensorrt.py``): no calibration or finalist
+timing, the engine timed with CUDA events on a GPU, and a summary labelled PREDICTED where there is none.
 """
 
 from __future__ import annotations
@@ -244,16 +247,17 @@ def _check_budget_by_table(budget: Budget, table: LatencyTable, precisions) -> N
                          f"{fastest:.3f}x ({space.fastest_ms:.4f} ms of {space.uncompressed_ms:.4f} ms by the table)")
 
 
-def _check_budget(budget: Budget, budget_ms: float, fastest_ms: float, uncompressed_ms: float) -> None:
+def _check_budget(budget: Budget, budget_ms: float, fastest_ms: float, uncompressed_ms: float,
+                  how: str = "measured") -> None:
     if budget_ms < fastest_ms:
         raise InputError(f"--latency-budget {budget.text}: {budget_ms:.4f} ms is below the fastest configuration "
                          f"the table allows, {fastest_ms:.4f} ms ({fastest_ms / uncompressed_ms:.3f}x)")
     if budget_ms >= uncompressed_ms:
         raise InputError(f"--latency-budget {budget.text}: {budget_ms:.4f} ms is not below the uncompressed "
-                         f"model's measured {uncompressed_ms:.4f} ms: there is nothing to compress")
+                         f"model's {how} {uncompressed_ms:.4f} ms: there is nothing to compress")
 
 
-class _Stages:
+class Stages:
     """Announces each stage to the reporter, the log and ``status.json`` (which says where a run stopped)."""
 
     def __init__(self, run: RunDirectory, reporter: Reporter):
@@ -294,9 +298,6 @@ def compress(config: CompressConfig, run_dir: Path, reporter: Reporter | None = 
     reporter = reporter or SilentReporter()
     config.check()
     spec, target, budget = get_model_spec(config.model), load_target(config.target), parse_budget(config.latency_budget)
-    if target.backend != "onnxruntime":
-        raise InputError(f"--target {config.target}: compress runs on ONNX Runtime targets only so far; for "
-                         f"{target.backend}, plan with `hirelc profile --predict` and `hirelc plan` (predicted)")
     weights = resolve_weights(config.weights, cache_dir())
     teacher = load_model(spec, weights)
     check_dataset(spec, Path(config.data))
@@ -316,7 +317,7 @@ def compress(config: CompressConfig, run_dir: Path, reporter: Reporter | None = 
     data = prepare_data(spec, Path(config.data), data_config, on_image=reporter.advance)
 
     run.create()
-    stages = _Stages(run, reporter)
+    stages = Stages(run, reporter)
     with _run_log(run):
         try:
             summary = _compress(config, run, stages, spec, target, budget, weights, teacher, data, data_config,
@@ -328,7 +329,7 @@ def compress(config: CompressConfig, run_dir: Path, reporter: Reporter | None = 
     return summary
 
 
-def _compress(config: CompressConfig, run: RunDirectory, stages: _Stages, spec, target: Target, budget: Budget,
+def _compress(config: CompressConfig, run: RunDirectory, stages: Stages, spec, target: Target, budget: Budget,
               weights: Path, teacher, data, data_config: DataConfig, table: LatencyTable, table_source: str,
               resume: bool) -> dict:
     reporter = stages.reporter
@@ -354,8 +355,15 @@ def _compress(config: CompressConfig, run: RunDirectory, stages: _Stages, spec, 
         sensitivity = sensitivity_of(teacher, spec, data, data_config, on_sample=reporter.advance)
         sensitivity.save(run.path("sensitivity.json"))
 
-    stages.start("calibrating the table against real engines")
-    if stages.reused("baseline.json"):
+    tensorrt = target.backend == "tensorrt"
+    stages.start("TensorRT: the table as it is (engines are timed after export)" if tensorrt
+                 else "calibrating the table against real engines")
+    reused = stages.reused("baseline.json")
+    if tensorrt and not reused:
+        from .compress_tensorrt import uncalibrated_space
+
+        space, uncompressed_ms = uncalibrated_space(run, table, target)
+    elif reused:
         space = SearchSpace(load_table(run.path("latency_table_calibrated.json")), target.precisions)
         baseline = read_json_object(run.path("baseline.json"), "baseline record", InputError)
         uncompressed_ms, table_source = baseline["uncompressed_ms"], baseline["table_source"]
@@ -366,7 +374,8 @@ def _compress(config: CompressConfig, run: RunDirectory, stages: _Stages, spec, 
         space.table.save(run.path("latency_table_calibrated.json"))
     drift = uncompressed_ms / space.uncompressed_ms
     budget_ms = budget.milliseconds(uncompressed_ms)
-    _check_budget(budget, budget_ms, space.fastest_ms * drift, uncompressed_ms)
+    _check_budget(budget, budget_ms, space.fastest_ms * drift, uncompressed_ms,
+                  "predicted by the table" if tensorrt else "measured")
     run.write_json("baseline.json", {"uncompressed_ms": uncompressed_ms, "table_predicted_ms": space.uncompressed_ms,
                                      "table_drift": drift, "budget_ms": budget_ms,
                                      "budget_table_ms": budget_ms / drift, "table_source": table_source})
@@ -374,15 +383,8 @@ def _compress(config: CompressConfig, run: RunDirectory, stages: _Stages, spec, 
     stages.start(f"search ({config.strategy})", config.evals)
     outcome = _search(config, run, space, sensitivity, evaluator, budget_ms / drift, reporter)
 
-    stages.start("measuring finalists")
-    if stages.reused("finalists.json"):
-        finalists = json.loads(run.path("finalists.json").read_text(encoding="utf-8"))
-        chosen = outcome.history[next(row["index"] for row in finalists if row["chosen"])]
-    else:
-        chosen, finalists = verify_finalists(outcome, space, spec, target, budget, config.finalists)
-        run.write_json("finalists.json", finalists)
-    log.info("chosen: evaluation %d (%s)", chosen.index,
-             "; ".join(f"#{r['index']} {r['measured_ms']:.4f} ms vs budget {r['budget_ms']:.4f} ms" for r in finalists))
+    # TensorRT finalists are not timed (calibration neither): the engine is timed after export, on a GPU.
+    chosen = outcome.best if tensorrt else _measured_choice(config, run, stages, outcome, space, spec, target, budget)
     policy = space.policy(chosen.options, strategy=config.strategy, evaluation=chosen.index,
                           proxy_top1=chosen.result.top1, proxy_agreement=chosen.result.agreement)
     policy.save(run.path("policy.json"))
@@ -394,6 +396,10 @@ def _compress(config: CompressConfig, run: RunDirectory, stages: _Stages, spec, 
         export_policy(teacher, spec, policy, target, data, data_config, DistillConfig(epochs=config.finetune_epochs),
                       artifacts, table.fingerprint, sensitivity, "fisher", lambda *_: reporter.advance())
 
+    if tensorrt:
+        from .compress_tensorrt import tensorrt_result
+
+        return tensorrt_result(config, run, stages, spec, target, budget, space, policy, table_source, table.kind)
     stages.start("benchmarking the engine", FINAL_ROUNDS)
     if stages.reused("bench.json"):
         result = BenchResult.load(run.path("bench.json"))
@@ -416,12 +422,32 @@ def _compress(config: CompressConfig, run: RunDirectory, stages: _Stages, spec, 
     return summary
 
 
+def _measured_choice(config: CompressConfig, run: RunDirectory, stages: Stages, outcome: SearchOutcome,
+                     space: SearchSpace, spec, target: Target, budget: Budget) -> Evaluation:
+    """The finalist to export, from ``finalists.json`` or by timing the finalists (``verify_finalists``)."""
+    stages.start("measuring finalists")
+    if stages.reused("finalists.json"):
+        finalists = json.loads(run.path("finalists.json").read_text(encoding="utf-8"))
+        chosen = outcome.history[next(row["index"] for row in finalists if row["chosen"])]
+    else:
+        chosen, finalists = verify_finalists(outcome, space, spec, target, budget, config.finalists)
+        run.write_json("finalists.json", finalists)
+    log.info("chosen: evaluation %d (%s)", chosen.index, "; ".join(
+        f"#{r['index']} {r['measured_ms']:.4f} ms vs budget {r['budget_ms']:.4f} ms" for r in finalists))
+    return chosen
+
+
 def _export_done(artifacts: Path, policy: Policy) -> bool:
     """Whether ``artifacts`` holds a complete export of ``policy`` (manifest written last, checksums intact)."""
     if not (artifacts / MANIFEST_NAME).exists():
         return False
     manifest = load_manifest(artifacts)
     intact = not manifest.verify(artifacts) and manifest.policy == policy.to_dict()
+    if intact and manifest.backend == "tensorrt" and not manifest.engine.get("built"):
+        from .latency.reuse import engines_available
+
+        # Exported where no engine could be built: on a machine that can build one, export again.
+        intact = not engines_available()
     if intact:
         log.info("reusing the export in %s", artifacts)
     return intact

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -15,6 +15,8 @@ from .apply import DistillConfig, distill, prune_to_widths, recalibrate_batchnor
 from .data import ImageSet, Normalize, check_classes, dataset_labels, load_images, open_dataset, stratified_split
 from .errors import InputError
 from .export.artifact import write_artifact
+from .export.sparsity import make_permanent, sparsify
+from .export.trt_artifact import write_trt_artifact
 from .export.manifest import Manifest
 from .models import ModelSpec, load_weights
 from .policy import Policy
@@ -112,32 +114,54 @@ def check_policy(spec: ModelSpec, policy: Policy, target: Target) -> None:
 
 def apply_policy(teacher: nn.Module, spec: ModelSpec, policy: Policy, data: PreparedData, config: DataConfig,
                  distill_config: DistillConfig, sensitivity: Sensitivity | None, criterion: str,
-                 progress: Progress | None = None) -> nn.Module:
-    """A physically pruned, BatchNorm-recalibrated and distillation-fine-tuned copy of ``teacher``."""
+                 progress: Progress | None = None, sparse_blocks: Sequence[str] = ()) -> tuple[nn.Module, list[str]]:
+    """A physically pruned, BatchNorm-recalibrated and distillation-fine-tuned copy of ``teacher``, and the
+    convolutions given the 2:4 pattern (those of ``sparse_blocks``, held through fine-tuning)."""
     note = progress or (lambda *_: None)
     student = copy.deepcopy(teacher)
     prune_to_widths(student, policy.widths, (1, *spec.input_shape), sensitivity, criterion)
+    sparse_layers = sparsify(student, sparse_blocks)
     recalibrate_batchnorm(student, (x for x, _ in data.train_batches(augment=True, seed=config.seed)),
                           config.bn_images)
     steps = max(1, len(data.train) // config.batch_size)
     distill(student, teacher,
             lambda: data.train_batches(shuffle=True, augment=True, seed=config.seed, batch_size=config.batch_size),
             steps, distill_config, on_step=lambda loss: note("fine-tuning", 1))
-    return student
+    make_permanent(student)
+    return student, sparse_layers
+
+
+def check_sparse_blocks(spec: ModelSpec, policy: Policy, target: Target, blocks: Sequence[str]) -> None:
+    """Refuse 2:4 sparsity on a target without it, or on blocks that are unknown or removed by the policy."""
+    if blocks and not (target.roofline and target.roofline.sparsity_2_4):
+        raise InputError(f"--sparse-2-4: target {target.name} does not run 2:4 structured sparsity")
+    widths = {b.name: w for b, w in zip(spec.blocks(), policy.widths)}
+    for block in blocks:
+        if widths.get(block, 0) == 0:
+            raise InputError(f"--sparse-2-4: '{block}' is not a block the policy keeps "
+                             f"(blocks: {', '.join(n for n, w in widths.items() if w)})")
 
 
 def export_policy(teacher: nn.Module, spec: ModelSpec, policy: Policy, target: Target, data: PreparedData,
                   config: DataConfig, distill_config: DistillConfig, out_dir: Path, table_fingerprint: dict,
                   sensitivity: Sensitivity | None = None, criterion: str = "fisher",
-                  progress: Progress | None = None) -> tuple[nn.Module, Manifest]:
-    """Apply ``policy`` for real, fine-tune, and write the deployable artifact with its manifest."""
+                  progress: Progress | None = None, sparse_blocks: Sequence[str] = ()) -> tuple[nn.Module, Manifest]:
+    """Apply ``policy`` for real, fine-tune, and write the deployable artifact with its manifest: ONNX with
+    ONNX Runtime INT8 for an onnxruntime target, the TensorRT-bound graph (and engine) for a tensorrt one."""
     check_policy(spec, policy, target)
-    student = apply_policy(teacher, spec, policy, data, config, distill_config, sensitivity, criterion, progress)
+    check_sparse_blocks(spec, policy, target, sparse_blocks)
+    student, sparse_layers = apply_policy(teacher, spec, policy, data, config, distill_config, sensitivity,
+                                          criterion, progress, sparse_blocks)
     shape = (target.batch_size, *spec.input_shape)
     calibration = static_batches(data.train, data, target.batch_size, config.calibration_images)
     checks = static_batches(data.heldout, data, target.batch_size, max(64, target.batch_size))
+    finetune = {**asdict(distill_config), "train_images": len(data.train), "criterion": criterion,
+                "seed": config.seed}
     with torch.no_grad():
-        manifest = write_artifact(student, teacher, policy, shape, calibration, checks, out_dir, table_fingerprint,
-                                  {**asdict(distill_config), "train_images": len(data.train),
-                                   "criterion": criterion, "seed": config.seed})
+        if target.backend == "tensorrt":
+            manifest = write_trt_artifact(student, teacher, policy, shape, calibration, checks, out_dir,
+                                          table_fingerprint, finetune, sparse_layers)
+        else:
+            manifest = write_artifact(student, teacher, policy, shape, calibration, checks, out_dir,
+                                      table_fingerprint, finetune)
     return student, manifest

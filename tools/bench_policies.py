@@ -143,8 +143,8 @@ def main() -> None:
             if not (args.reuse and _reusable(out, policy)):
                 if key not in students:  # fine-tuning is FP32; INT8 is applied after it, per target
                     start = time.perf_counter()
-                    students[key] = apply_policy(teacher, spec, policy, data, config, distill_config, sensitivity,
-                                                 "fisher")
+                    students[key], _ = apply_policy(teacher, spec, policy, data, config, distill_config,
+                                                    sensitivity, "fisher")
                     console.print(f"  fine-tuned {label} widths in {time.perf_counter() - start:.0f} s")
                 with torch.no_grad():
                     write_artifact(students[key], teacher, policy, shape, calibration, checks, out,

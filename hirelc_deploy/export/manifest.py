@@ -22,9 +22,12 @@ class Manifest:
     latency_kind: str  # "measured" table or "predicted" table behind the prediction
     table_fingerprint: dict
     files: dict[str, dict]  # name -> {"sha256": ..., "bytes": ...}
+    # block -> evidence it runs quantized: ONNX Runtime's quantized kernels, or TensorRT's graph precision
     quantized_blocks: dict[str, list[str]] = field(default_factory=dict)
     checks: dict = field(default_factory=dict)
     finetune: dict = field(default_factory=dict)
+    backend: str = "onnxruntime"  # what the artifact is built for: onnxruntime or tensorrt
+    engine: dict = field(default_factory=dict)  # tensorrt: whether the engine was built (or why not) and how
     created: str = ""
     schema_version: int = SCHEMA_VERSION
 

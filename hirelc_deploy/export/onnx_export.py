@@ -17,7 +17,7 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
 
-def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> Path:
+def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path, opset: int = OPSET) -> Path:
     """Export ``model`` (eval mode, fixed ``input_shape`` including batch) to a single ONNX file at ``path``.
 
     The TorchScript exporter (``dynamo=False``) is used on purpose: it names nodes after module paths
@@ -33,7 +33,7 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> P
             (torch.zeros(*input_shape),),
             buffer,
             dynamo=False,
-            opset_version=OPSET,
+            opset_version=opset,
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
             do_constant_folding=True,

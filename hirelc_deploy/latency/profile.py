@@ -109,12 +109,20 @@ def profile(model: str, target: Target, fractions: Sequence[float] | None = None
     """Measure the block latency table of ``model`` on ``target`` (this machine must be the target)."""
     if target.backend != "onnxruntime":
         raise NotImplementedError(f"measured profiling for backend {target.backend} is not implemented yet")
+    return measured_table(model, target, measure_configs, fractions, progress)
+
+
+def measured_table(model: str, target: Target, measure: Callable, fractions: Sequence[float] | None = None,
+                   progress: Progress | None = None, method: dict | None = None) -> LatencyTable:
+    """The table from ``profiling_configs`` measured by ``measure`` (``measure_configs`` for ONNX Runtime, or a
+    backend's equivalent with the same signature and results) and attributed to blocks; ``method`` adds what
+    the backend wants recorded about how it measured."""
     blocks = get_model_spec(model).blocks()
     uniform, mixed, isolated = profiling_configs(model, target, fractions)
     profiled = len(uniform) + len(mixed)
     with tempfile.TemporaryDirectory() as tmp:
-        timings, observations, overhead = measure_configs(model, target, uniform + mixed + isolated, Path(tmp),
-                                                          progress, profiled=profiled)
+        timings, observations, overhead = measure(model, target, uniform + mixed + isolated, Path(tmp),
+                                                  progress, profiled=profiled)
     fixed, block_tables, transitions = attribution.solve(
         observations[: len(uniform)], observations[len(uniform):], overhead.median_ms,
         [b.name for b in blocks], [b.full_width for b in blocks],
@@ -130,6 +138,7 @@ def profile(model: str, target: Target, fractions: Sequence[float] | None = None
         transitions_ms=transitions,
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         method={
+            **(method or {}),
             "networks_profiled": len(observations),
             "session_overhead_ms": overhead.median_ms,
             "uniform_e2e_ms": {f"{o.precisions[0]}@{sum(o.widths)}ch": o.e2e.median_ms

@@ -150,7 +150,12 @@ class LatencyTable:
         return recorded_differences(self.fingerprint, current)
 
     def check_device(self, current: Fingerprint, force: bool = False, source: str = "latency table") -> None:
-        """Refuse a table measured on another device or runtime setting unless ``force``."""
+        """Refuse a table measured on another device or runtime setting unless ``force``.
+
+        A predicted table was measured nowhere: it stands for its target on any machine, labelled predicted.
+        """
+        if self.kind == "predicted":
+            return
         diffs = self.fingerprint_differences(current)
         if diffs and not force:
             raise TableError(f"{source}: measured on another device ({'; '.join(diffs)}); use --force to use it anyway")

@@ -46,9 +46,12 @@ def summarize(burst_medians: list[float], retried: int = 0) -> Timing:
     return Timing(float(med), float(q1), float(q3), len(burst_medians), retried)
 
 
-def _burst(run: Callable[[], object], n: int) -> list[float]:
+def _burst(run: Callable[[], object], n: int, self_timed: bool = False) -> list[float]:
     times = []
     for _ in range(n):
+        if self_timed:
+            times.append(float(run()))
+            continue
         start = time.perf_counter()
         run()
         times.append((time.perf_counter() - start) * 1e3)
@@ -97,8 +100,11 @@ def _too_spread(medians: dict[str, list[float]], settings: MeasureSettings) -> b
 
 
 def measure_interleaved(runners: Mapping[str, Callable[[], object]], settings: MeasureSettings,
-                        on_burst: Callable[[], None] | None = None) -> dict[str, Timing]:
+                        on_burst: Callable[[], None] | None = None, self_timed: bool = False) -> dict[str, Timing]:
     """Time every runner in interleaved bursts; ``on_burst`` is called after each burst of each runner.
+
+    Runners are timed by the host clock, or, ``self_timed``, return their own time in ms (a GPU inference timed
+    with CUDA events).
 
     After ``settings.bursts`` rounds, more rounds follow (up to ``settings.max_bursts``) while any variant's
     burst medians are spread by more than ``settings.max_rel_spread``: a disturbed measurement is repeated
@@ -117,7 +123,7 @@ def measure_interleaved(runners: Mapping[str, Callable[[], object]], settings: M
         order = names[burst % len(names):] + names[: burst % len(names)]
         for name in order:
             for attempt in range(settings.max_retries + 1):
-                times = _burst(runners[name], settings.runs_per_burst)
+                times = _burst(runners[name], settings.runs_per_burst, self_timed)
                 if _rel_iqr(times) <= settings.max_burst_rel_iqr or attempt == settings.max_retries:
                     break
                 retried[name] += 1

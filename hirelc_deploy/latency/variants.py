@@ -32,6 +32,16 @@ def build_variant(spec: ModelSpec, widths: Sequence[int], precisions: Sequence[s
         return quantize_blocks(fp32, path, int8, calibration or random_calibration(input_shape))
 
 
+def build_trt_variant(spec: ModelSpec, widths: Sequence[int], precisions: Sequence[str],
+                      input_shape: Sequence[int], path: Path) -> Path:
+    """Write the TensorRT-bound ONNX of ``spec`` at ``widths`` (random weights), each block in its precision."""
+    from ..export.trt_onnx import write_trt_onnx
+
+    model = spec.build(list(widths)).eval()
+    write_trt_onnx(model, precisions, input_shape, random_calibration(input_shape), path)
+    return Path(path)
+
+
 def overhead_model(input_shape: Sequence[int], num_classes: int, path: Path) -> Path:
     """A network that does almost nothing but takes the same input and returns logits of the same shape.
 

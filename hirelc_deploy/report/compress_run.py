@@ -25,10 +25,12 @@ CANDIDATE_FIELDS = {"index": int, "predicted_ms": NUMBER, "top1": NUMBER}
 BASELINE_FIELDS = {"uncompressed_ms": NUMBER, "table_drift": NUMBER, "budget_ms": NUMBER, "budget_table_ms": NUMBER}
 FINALIST_FIELDS = {"index": int, "top1": NUMBER, "predicted_ms": NUMBER, "measured_ms": NUMBER,
                    "spread_ms": NUMBER, "budget_ms": NUMBER, "meets_budget": bool}
-SUMMARY_FIELDS = {"budget_ms": NUMBER, "predicted_ms": NUMBER, "measured_ms": NUMBER, "measured_rounds_ms": NUMBERS,
-                  "uncompressed_ms": NUMBER, "uncompressed_rounds_ms": NUMBERS, "speedup": NUMBER,
-                  "verdict": str, "meets_budget": bool, "top1_before": NUMBER, "top1_after": NUMBER,
-                  "bytes_before": int, "bytes_after": int, "table_drift": NUMBER}
+SUMMARY_FIELDS = {"budget_ms": NUMBER, "predicted_ms": NUMBER, "speedup": NUMBER, "verdict": str,
+                  "meets_budget": bool, "top1_before": NUMBER, "top1_after": NUMBER, "bytes_before": int,
+                  "bytes_after": int, "table_drift": NUMBER}
+# A TensorRT run on a machine without a GPU measures no latency: its summary says latency_kind "predicted".
+MEASURED_SUMMARY_FIELDS = {"measured_ms": NUMBER, "measured_rounds_ms": NUMBERS, "uncompressed_ms": NUMBER,
+                           "uncompressed_rounds_ms": NUMBERS}
 SENSITIVITY_BLOCK_FIELDS = {"name": str, "relative": NUMBER}
 
 # The records compress writes, in order, each with the stage that runs before it is written: the first one
@@ -65,7 +67,14 @@ class CompressRun:
         self.finalists = records.rows("finalists.json", FINALIST_FIELDS) or []
         self.policy = load_policy(records.path("policy.json")) if records.has("policy.json") else None
         self.summary = records.object("summary.json", "run summary", SUMMARY_FIELDS)
+        if self.summary and not self.predicted_only:
+            require(self.summary, MEASURED_SUMMARY_FIELDS, str(records.path("summary.json")))
         self.status = records.object("status.json", "run status", {"state": str, "stage": str})
+
+    @property
+    def predicted_only(self) -> bool:
+        """Whether the run's result is a prediction (a TensorRT target on a machine without a GPU)."""
+        return bool(self.summary) and self.summary.get("latency_kind") == "predicted"
 
     @property
     def budget_table_ms(self) -> float | None:
@@ -102,7 +111,9 @@ def _chosen(policy: Policy | None, strategy: str) -> Candidate | None:
 
 def stopped_stage(run: CompressRun) -> str:
     """Where an incomplete run (one without summary.json) stopped, or is still working."""
-    stage = next(stage for name, stage in STAGES if not run.records.has(name))
+    # A TensorRT run (its calibration record says it was skipped) neither times finalists nor re-times the engine.
+    skipped = {"finalists.json", "final_latency.json"} if (run.calibration or {}).get("skipped") else set()
+    stage = next(stage for name, stage in STAGES if name not in skipped and not run.records.has(name))
     if stage == "the search":
         evals = run.config.get("evals", "?")
         stage += f": {len(run.candidates.rows)} of {evals} evaluations recorded"
@@ -127,7 +138,11 @@ def banners(run: CompressRun) -> list[Html]:
         out.append(page.banner(f"the latency table is {run.table.kind.upper()}, not measured on this device: "
                                "every latency derived from it is a prediction; only latencies labelled measured "
                                "were timed", "bad"))
-    if run.summary:
+    if run.predicted_only:
+        s = run.summary
+        out.append(page.banner(f"PREDICTED {ms(s['predicted_ms'])} against a budget of {ms(s['budget_ms'])}, "
+                               f"nothing measured: {s['verdict']}", "warn"))
+    elif run.summary:
         s = run.summary
         out.append(page.banner(f"measured {ms(s['measured_ms'])} against a budget of {ms(s['budget_ms'])}: "
                                f"{s['verdict']}", "good" if s["meets_budget"] else "bad"))
@@ -165,8 +180,29 @@ def _rounds_text(values: list[float]) -> str:
     return f", min–max {min(values):.4f}–{max(values):.4f} ms over {len(values)} fresh processes"
 
 
+def predicted_result_table(run: CompressRun) -> Html:
+    """The final numbers of a run that could not measure latency (TensorRT target, no GPU here)."""
+    s = run.summary
+    return page.key_values([
+        ("budget", f"{ms(s['budget_ms'])} ({s.get('budget', '?')} of the uncompressed model as the table "
+                   "predicts it)"),
+        ("predicted latency", f"{ms(s['predicted_ms'])}: PREDICTED by the {s.get('table_kind', '?')} table, "
+                              "not measured"),
+        ("uncompressed, predicted", ms(s.get("predicted_uncompressed_ms"))),
+        ("speedup (predicted)", f"{s['speedup']:.2f}×"),
+        ("top-1 on the test split", f"{pct(s['top1_before'])} → {pct(s['top1_after'])} through "
+                                    f"{s.get('top1_through', '?')} ({s.get('test_images', '?')} test images)"),
+        ("accuracy proxy of the policy", f"{pct(s.get('proxy_top1'))} held-out top-1 before fine-tuning"),
+        ("ONNX size", f"{page.megabytes(s['bytes_before'])} → {page.megabytes(s['bytes_after'])}"),
+        ("engine", (s.get("engine") or {}).get("reason", "not built")),
+        ("verdict", s["verdict"]),
+    ])
+
+
 def result_table(run: CompressRun) -> Html:
     """The final numbers from summary.json."""
+    if run.predicted_only:
+        return predicted_result_table(run)
     s = run.summary
     at_search = f"; {ms(run.baseline['budget_ms'])} when the search started" if run.baseline else ""
     images = s.get("test_images")
@@ -174,8 +210,9 @@ def result_table(run: CompressRun) -> Html:
     return page.key_values([
         ("budget", f"{ms(s['budget_ms'])} ({s.get('budget', '?')} of the uncompressed model as measured at the "
                    f"end{at_search})"),
-        ("predicted latency", f"{ms(s['predicted_ms'])}: predicted, not measured (calibrated table × drift "
-                              f"{s['table_drift']:.3f})"),
+        ("predicted latency", f"{ms(s['predicted_ms'])}: predicted, not measured "
+                              + (f"(the {s.get('table_kind')} TensorRT table)" if s.get("backend") == "tensorrt"
+                                 else f"(calibrated table × drift {s['table_drift']:.3f})")),
         ("measured latency", f"{ms(s['measured_ms'])} median{_rounds_text(s['measured_rounds_ms'])}"),
         ("uncompressed, measured", f"{ms(s['uncompressed_ms'])} median{_rounds_text(s['uncompressed_rounds_ms'])}"),
         ("speedup (measured)", f"{s['speedup']:.2f}× (median over processes of uncompressed / engine)"),
@@ -241,7 +278,7 @@ def _timed_finalists(run: CompressRun) -> list[Timed]:
 
 
 def _timed_final(summary: dict | None) -> Timed | None:
-    if summary is None:
+    if summary is None or summary.get("measured_ms") is None:
         return None
     rounds = summary["measured_rounds_ms"] or [summary["measured_ms"]]
     return Timed("exported", summary["predicted_ms"], summary["measured_ms"], min(rounds), max(rounds))
@@ -265,12 +302,14 @@ def _latency_section(run: CompressRun) -> Html | None:
         return None
     budget = run.summary["budget_ms"] if run.summary else (run.finalists[0]["budget_ms"] if run.finalists else None)
     png = plots.latency_check_figure(finalists, final, budget)
+    how = ("the exported TensorRT engine was timed with CUDA events, interleaved with the uncompressed engine, "
+           "against its (uncalibrated) TensorRT table" if (run.summary or {}).get("backend") == "tensorrt" else
+           "x: predicted latency (calibrated table × drift from baseline.json), y: measured latency. Finalists "
+           "were timed once, interleaved with the uncompressed model, before fine-tuning; the exported engine "
+           "was timed in several fresh processes")
     parts = [page.figure(png, "predicted vs measured latency",
-                         "Engines timed for real. x: predicted latency (calibrated table × drift from "
-                         "baseline.json), y: measured latency. Finalists were timed once, interleaved with the "
-                         "uncompressed model, before fine-tuning; the exported engine was timed in several fresh "
-                         "processes. The budget line is the one the verdict uses (it moves with the measured "
-                         "uncompressed latency).")]
+                         f"Engines timed for real: {how}. The budget line is the one the verdict uses (it moves "
+                         "with the measured uncompressed latency).")]
     if run.finalists:
         parts.append(finalists_table(run))
     return page.section("Predicted vs measured latency", *parts)

@@ -25,6 +25,7 @@ class Fingerprint:
     execution_provider: str
     threads: int
     batch_size: int
+    gpu: str = ""  # the GPU a tensorrt target runs on ("" for CPU targets)
 
     def to_dict(self) -> dict:
         """JSON-ready form (lists, not tuples, so a saved and reloaded fingerprint compares equal)."""
@@ -68,10 +69,13 @@ def _cpuinfo() -> tuple[str, tuple[str, ...]]:
 def current_fingerprint(target: Target) -> Fingerprint:
     """Fingerprint of this machine running ``target``'s backend and settings."""
     model, flags = _cpuinfo()
+    gpu = ""
     if target.backend == "onnxruntime":
         import onnxruntime
 
         version = onnxruntime.__version__
+    elif target.backend == "tensorrt":
+        version, gpu = _tensorrt_device()
     else:
         version = "unknown"
     return Fingerprint(
@@ -83,4 +87,16 @@ def current_fingerprint(target: Target) -> Fingerprint:
         execution_provider=target.execution_provider,
         threads=target.threads,
         batch_size=target.batch_size,
+        gpu=gpu,
     )
+
+
+def _tensorrt_device() -> tuple[str, str]:
+    """(TensorRT version, GPU name), each "none" where missing: TensorRT tables are only measured with both."""
+    import torch
+
+    from ..export.tensorrt import tensorrt_version
+
+    version = tensorrt_version()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return (".".join(map(str, version)) if version else "none"), gpu
