@@ -428,8 +428,10 @@ def _print_trt_export(out: Path, manifest) -> None:
           f"agreement with PyTorch {checks['final_top1_agreement_with_torch']:.3f} on {checks['check_images']} "
           f"held-out images ({checks['checked_with']})")
     if engine.get("built"):
-        print(f"{out / 'model.engine'}: built with TensorRT {engine['tensorrt_version']}; every layer runs the "
-              f"precision the policy asks for ({engine['layer_info']})")
+        unchecked = engine.get("unchecked_blocks") or []
+        print(f"{out / 'model.engine'}: built with TensorRT {engine['tensorrt_version']}; every convolution TensorRT "
+              f"reports runs the precision the policy asks for ({engine['layer_info']})"
+              + (f"; not checkable (inside Myelin layers): {', '.join(unchecked)}" if unchecked else ""))
     else:
         print(f"engine NOT built: {engine['reason']}")
     if manifest.predicted_latency_ms is not None:

@@ -18,6 +18,7 @@ from hirelc_deploy.export.tensorrt import (
     require_tensorrt,
     tensor_precision,
     tensorrt_version,
+    unchecked_blocks,
 )
 from hirelc_deploy.latency.trt_runner import block_times
 
@@ -139,13 +140,15 @@ def test_int8_block_running_float_between_reformats_is_reported():
     assert not any(B1 in p or B2 in p for p in problems)
 
 
-def test_fp16_block_running_fp32_is_reported_and_a_missing_block_cannot_pass():
+def test_fp16_block_running_fp32_is_reported_and_a_block_without_its_own_layer_is_unchecked():
     info = good_engine()
     info["Layers"][3]["Inputs"][0]["Format/Datatype"] = FP32_LINEAR
-    problems = check_precisions(info, {**EXPECTED, "/layer3/layer3.0/": "fp32"})
-    assert len(problems) == 2
+    expected = {**EXPECTED, "/layer3/layer3.0/": "fp32"}
+    problems = check_precisions(info, expected)
+    assert len(problems) == 1
     assert B1 in problems[0] and "fp16" in problems[0] and "1 of 2" in problems[0]
-    assert "/layer3/layer3.0/" in problems[1] and "cannot be checked" in problems[1]
+    assert unchecked_blocks(info, expected) == ["/layer3/layer3.0/"]
+    assert unchecked_blocks(good_engine(), EXPECTED) == []
 
 
 def test_layer_names_only_verbosity_is_refused_clearly():

@@ -28,7 +28,8 @@ from .manifest import Manifest, file_entry
 from .onnx_export import INPUT_NAME
 from .qdq_check import placement_problems
 from .sparsity import follows_2_4
-from .tensorrt import TensorRTError, build_engine, check_precisions, load_layer_info, require_tensorrt
+from .tensorrt import (TensorRTError, build_engine, check_precisions, load_layer_info, require_tensorrt,
+                       unchecked_blocks)
 from .trt_onnx import QUANTIZED, write_trt_onnx
 
 ENGINE_NAME = "model.engine"
@@ -81,13 +82,15 @@ def _build_engines(out_dir: Path, expected: dict[str, str], sparse: bool) -> dic
     cache = out_dir / TIMING_CACHE_NAME
     build = build_engine(out_dir / MODEL_NAME, out_dir / ENGINE_NAME, cache, sparse_weights=sparse)
     baseline = build_engine(out_dir / BASELINE_NAME, out_dir / BASELINE_ENGINE_NAME, cache)
-    problems = check_precisions(load_layer_info(build.layer_info_path), expected)
+    layers = load_layer_info(build.layer_info_path)
+    problems = check_precisions(layers, expected)
     if problems:
         raise ExportCheckError(f"{out_dir / ENGINE_NAME}: layers not running the precision the policy asks for: "
                                + "; ".join(problems))
     return {"built": True, "tensorrt_version": ".".join(map(str, build.tensorrt_version)),
             "build_s": build.build_seconds, "baseline_build_s": baseline.build_seconds,
-            "layer_info": Path(build.layer_info_path).name, "sparse_weights": sparse}
+            "layer_info": Path(build.layer_info_path).name, "sparse_weights": sparse,
+            "unchecked_blocks": unchecked_blocks(layers, expected)}
 
 
 def write_trt_artifact(model: nn.Module, teacher: nn.Module, policy: Policy, input_shape: Sequence[int],
