@@ -24,7 +24,7 @@ from .latency import (
     validate,
     validate_steps,
 )
-from .latency.reuse import measure_table
+from .latency.reuse import engines_available, measure_table
 from .models import MODELS, get_model_spec
 from .runs import atomic_write_json
 from .settings import tables_dir
@@ -186,8 +186,6 @@ def profile_cmd(
         _profile_predicted(model, tgt, out, run, bool(validate_n or table_path or fractions), as_json)
         return
     if tgt.backend == "tensorrt":
-        from .latency.reuse import engines_available
-
         if not engines_available():
             raise InputError(f"--target {target}: measuring on TensorRT needs the tensorrt package and an NVIDIA "
                              "GPU; --predict builds a roofline table (labelled predicted) instead")
@@ -498,30 +496,21 @@ def bench_cmd(
 def _bench_engines(engine: Path, tgt, baseline: Optional[Path], data: Optional[Path], out: Optional[Path],
                    as_json: bool) -> None:
     """``hirelc bench`` of TensorRT engines: latency with CUDA events, interleaved with ``--baseline``."""
-    from .export.tensorrt import require_tensorrt
-    from .latency.trt_runner import time_engines
+    from .bench_tensorrt import bench_engines
 
     if data is not None:
         raise InputError("--data: top-1 through a TensorRT engine is not measured by bench; `hirelc export` and "
                          "`compress` report the graph's top-1 (through ONNX Runtime on CPU)")
-    for flag, path in (("ARTIFACT", engine), ("--baseline", baseline)):
-        if path is not None and (Path(path).suffix != ".engine" or not Path(path).is_file()):
-            raise InputError(f"{flag} {path}: expected a TensorRT .engine file written by `hirelc export`")
-    require_tensorrt()
-    engines = {"engine": engine, **({"baseline": baseline} if baseline else {})}
-    with _progress(tgt.measure.bursts * len(engines), "timing engines (CUDA events)") as note:
-        timings = time_engines(engines, tgt.measure, on_burst=lambda: note("timing", 1))
-    result = {"target": tgt.name, "fingerprint": current_fingerprint(tgt).to_dict(), "measured_with": "CUDA events",
-              **{name: {"path": str(engines[name]), **t.to_dict()} for name, t in timings.items()}}
-    if baseline:
-        result["speedup"] = timings["baseline"].median_ms / timings["engine"].median_ms
+    with _progress(tgt.measure.bursts * (2 if baseline else 1), "timing engines (CUDA events)") as note:
+        result = bench_engines(engine, tgt, baseline, on_burst=lambda: note("timing", 1))
     destination = out or Path(engine).with_suffix(".bench.json")
     atomic_write_json(destination, result)
     if as_json:
         _emit(result)
         return
-    for name, t in timings.items():
-        Console().print(f"{name}: {t.median_ms:.4f} ms median (IQR {t.spread_ms:.4f} ms), measured")
+    for name in ("engine", "baseline") if baseline else ("engine",):
+        t = result[name]
+        Console().print(f"{name}: {t['median_ms']:.4f} ms median (IQR {t['q3_ms'] - t['q1_ms']:.4f} ms), measured")
     if baseline:
         Console().print(f"speedup over baseline: {result['speedup']:.2f}x   result: {destination}")
 

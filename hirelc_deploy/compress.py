@@ -203,13 +203,18 @@ def final_latency(artifact: Path, baseline: Path, target: Target, first: BenchRe
             "speedup": float(np.median(uncompressed / engine))}
 
 
+def verdict(ratio: float) -> str:
+    """The verdict on a measured latency that is ``ratio`` times the budget."""
+    if ratio <= 1.0:
+        return "meets the budget"
+    return f"MISSES the budget by {100 * (ratio - 1):.1f}%" + (" (within measurement noise, 5%)"
+                                                              if ratio <= 1.05 else "")
+
+
 def _summary(config, budget, uncompressed_ms, drift, policy: Policy, result, latency: dict, table_source) -> dict:
     budget_ms = budget.milliseconds(latency["uncompressed_ms"])
     measured = latency["engine_ms"]
     ratio = measured / budget_ms
-    verdict = ("meets the budget" if ratio <= 1.0 else
-               f"MISSES the budget by {100 * (ratio - 1):.1f}%" + (" (within measurement noise, 5%)"
-                                                                  if ratio <= 1.05 else ""))
     return {
         "model": config.model, "target": config.target, "strategy": config.strategy,
         "budget": budget.text, "budget_ms": budget_ms, "table": table_source,
@@ -218,7 +223,7 @@ def _summary(config, budget, uncompressed_ms, drift, policy: Policy, result, lat
         "measured_ms": measured, "measured_rounds_ms": latency["engine_rounds_ms"],
         "uncompressed_ms": latency["uncompressed_ms"], "uncompressed_rounds_ms": latency["uncompressed_rounds_ms"],
         "speedup": latency["speedup"],
-        "budget_ratio": ratio, "meets_budget": ratio <= 1.0, "verdict": verdict,
+        "budget_ratio": ratio, "meets_budget": ratio <= 1.0, "verdict": verdict(ratio),
         "top1_before": result.baseline_top1, "top1_after": result.top1, "test_images": result.top1_images,
         "bytes_before": result.baseline_file_bytes, "bytes_after": result.file_bytes,
         "proxy_top1": policy.notes.get("proxy_top1"),
@@ -362,7 +367,8 @@ def _compress(config: CompressConfig, run: RunDirectory, stages: Stages, spec, t
     if tensorrt and not reused:
         from .compress_tensorrt import uncalibrated_space
 
-        space, uncompressed_ms = uncalibrated_space(run, table, target)
+        space = uncalibrated_space(run, table, target)
+        uncompressed_ms = space.uncompressed_ms
     elif reused:
         space = SearchSpace(load_table(run.path("latency_table_calibrated.json")), target.precisions)
         baseline = read_json_object(run.path("baseline.json"), "baseline record", InputError)

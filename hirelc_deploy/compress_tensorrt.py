@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from .bench_tensorrt import bench_tensorrt
-from .compress import CompressConfig, Stages
+from .compress import CompressConfig, Stages, verdict
 from .data import Normalize, load_images, open_dataset
 from .errors import InputError
 from .latency.table import LatencyTable
@@ -24,14 +24,14 @@ from .targets import Target
 log = logging.getLogger(__name__)
 
 
-def uncalibrated_space(run: RunDirectory, table: LatencyTable, target: Target) -> tuple[SearchSpace, float]:
+def uncalibrated_space(run: RunDirectory, table: LatencyTable, target: Target) -> SearchSpace:
     """A TensorRT target's search space: the table as it is (a GPU table is measured end to end with CUDA events
     and needs no correction for this machine; a predicted one cannot be corrected here)."""
     space = SearchSpace(table, target.precisions)
     run.write_json("calibration.json", {"factors": {}, "points": [],
                                         "skipped": "TensorRT target: the table is used as it is"})
     table.save(run.path("latency_table_calibrated.json"))
-    return space, space.uncompressed_ms
+    return space
 
 
 def tensorrt_result(config: CompressConfig, run: RunDirectory, stages: Stages, spec, target: Target,
@@ -51,11 +51,11 @@ def tensorrt_result(config: CompressConfig, run: RunDirectory, stages: Stages, s
     budget_ms = budget.milliseconds(uncompressed)
     ratio = latency / budget_ms
     if measured:
-        verdict = "meets the budget" if ratio <= 1.0 else f"MISSES the budget by {100 * (ratio - 1):.1f}%"
+        text = verdict(ratio)
     else:
-        verdict = (("PREDICTED to meet the budget" if ratio <= 1.0 else
-                    f"PREDICTED to MISS the budget by {100 * (ratio - 1):.1f}%")
-                   + f" ({table_kind} table; not measured: {result['not_measured']})")
+        text = (("PREDICTED to meet the budget" if ratio <= 1.0 else
+                 f"PREDICTED to MISS the budget by {100 * (ratio - 1):.1f}%")
+                + f" ({table_kind} table; not measured: {result['not_measured']})")
     summary = {
         "model": config.model, "target": config.target, "strategy": config.strategy, "backend": "tensorrt",
         "latency_kind": "measured" if measured else "predicted", "table_kind": table_kind,
@@ -64,12 +64,12 @@ def tensorrt_result(config: CompressConfig, run: RunDirectory, stages: Stages, s
         "measured_ms": result["measured_ms"], "uncompressed_ms": result["uncompressed_ms"],
         "measured_rounds_ms": [], "uncompressed_rounds_ms": [],
         "speedup": result.get("speedup") if measured else space.uncompressed_ms / policy.predicted_latency_ms,
-        "budget_ratio": ratio, "meets_budget": ratio <= 1.0, "verdict": verdict,
+        "budget_ratio": ratio, "meets_budget": ratio <= 1.0, "verdict": text,
         "top1_before": result["top1_before"], "top1_after": result["top1_after"],
         "test_images": result["test_images"], "top1_through": result["top1_through"],
         "bytes_before": result["bytes_before"], "bytes_after": result["bytes_after"],
         "proxy_top1": policy.notes.get("proxy_top1"), "engine": result["engine"],
     }
     run.write_json("summary.json", summary)
-    log.info("%s %.4f ms against a budget of %.4f ms: %s", summary["latency_kind"], latency, budget_ms, verdict)
+    log.info("%s %.4f ms against a budget of %.4f ms: %s", summary["latency_kind"], latency, budget_ms, text)
     return summary

@@ -15,9 +15,9 @@ from .apply import DistillConfig, distill, prune_to_widths, recalibrate_batchnor
 from .data import ImageSet, Normalize, check_classes, dataset_labels, load_images, open_dataset, stratified_split
 from .errors import InputError
 from .export.artifact import write_artifact
+from .export.manifest import Manifest
 from .export.sparsity import make_permanent, sparsify
 from .export.trt_artifact import write_trt_artifact
-from .export.manifest import Manifest
 from .models import ModelSpec, load_weights
 from .policy import Policy
 from .sensitivity import Sensitivity, compute_sensitivity

@@ -233,8 +233,8 @@ def resnet20_engine(tmp_path_factory):
     spec = get_model_spec("resnet20")
     blocks = spec.blocks()
     precisions = tuple(("int8", "fp16", "fp32")[i % 3] for i in range(len(blocks)))
-    onnx_path = build_trt_variant(spec, [b.full_width for b in blocks], precisions, (1, *spec.input_shape),
-                                  tmp / "resnet20.onnx")
+    onnx_path = tmp / "resnet20.onnx"
+    build_trt_variant(spec, [b.full_width for b in blocks], precisions, (1, *spec.input_shape), onnx_path)
     first = build_engine(onnx_path, tmp / "first.engine", tmp / "timing.cache")
     build = build_engine(onnx_path, tmp / "resnet20.engine", tmp / "timing.cache")
     return spec, dict(zip((b.onnx_prefix for b in blocks), precisions)), first, build

@@ -28,6 +28,28 @@ class ExportCheckError(HirelcError):
     """The exported graph does not behave like the PyTorch model or does not run the precisions asked for."""
 
 
+def torch_outputs(model: nn.Module, batches: Sequence[np.ndarray]) -> np.ndarray:
+    """PyTorch's logits for the check batches: what every export is compared with."""
+    with torch.no_grad():
+        return torch.cat([model(torch.from_numpy(b)) for b in batches]).numpy()
+
+
+def check_fp32(exported: np.ndarray, reference: np.ndarray, where: Path) -> dict:
+    """The FP32 graph's max abs error and the logit scale; ExportCheckError beyond 1e-3 of the scale."""
+    scale = float(np.abs(reference).max()) or 1.0
+    error = float(np.abs(exported - reference).max())
+    if error > 1e-3 * scale:
+        raise ExportCheckError(f"{where}: FP32 ONNX differs from PyTorch by {error:.3g} (logit scale {scale:.3g})")
+    return {"fp32_max_abs_error": error, "logit_scale": scale}
+
+
+def deviation(final: np.ndarray, reference: np.ndarray) -> dict:
+    """How the final (reduced-precision) graph deviates from PyTorch: reported, not hidden."""
+    return {"final_max_abs_error": float(np.abs(final - reference).max()),
+            "final_top1_agreement_with_torch": float(np.mean(final.argmax(1) == reference.argmax(1))),
+            "check_images": len(reference)}
+
+
 def _ort_outputs(path: Path, batches: Sequence[np.ndarray]) -> np.ndarray:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return np.concatenate([session.run(None, {INPUT_NAME: b})[0] for b in batches])
@@ -48,16 +70,10 @@ def write_artifact(model: nn.Module, teacher: nn.Module, policy: Policy, input_s
     blocks = describe_blocks(model)
     prefixes = [b.onnx_prefix for b in blocks]
     int8 = [p for p, choice in zip(prefixes, policy.blocks) if choice.precision == "int8" and choice.width > 0]
+    reference = torch_outputs(model, check_batches)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(model, tuple(input_shape), Path(tmp) / "fp32.onnx")
-        with torch.no_grad():
-            reference = torch.cat([model(torch.from_numpy(b)) for b in check_batches]).numpy()
-        exported = _ort_outputs(fp32, check_batches)
-        scale = float(np.abs(reference).max()) or 1.0
-        fp32_error = float(np.abs(exported - reference).max())
-        if fp32_error > 1e-3 * scale:
-            raise ExportCheckError(f"{out_dir}: FP32 ONNX differs from PyTorch by {fp32_error:.3g} "
-                                   f"(logit scale {scale:.3g})")
+        fp32_check = check_fp32(_ort_outputs(fp32, check_batches), reference, out_dir)
         quantize_blocks(fp32, out_dir / MODEL_NAME, int8, calibration)
     export_onnx(teacher, tuple(input_shape), out_dir / BASELINE_NAME)
     kernels = quantized_blocks(out_dir / MODEL_NAME, prefixes)
@@ -66,7 +82,6 @@ def write_artifact(model: nn.Module, teacher: nn.Module, policy: Policy, input_s
         raise ExportCheckError(f"{out_dir / MODEL_NAME}: blocks not running the precision the policy asks for: "
                                f"{', '.join(wrong)}")
     final = _ort_outputs(out_dir / MODEL_NAME, check_batches)
-    agreement = float(np.mean(final.argmax(1) == reference.argmax(1)))
     manifest = Manifest(
         model=policy.model,
         target=policy.target,
@@ -76,9 +91,7 @@ def write_artifact(model: nn.Module, teacher: nn.Module, policy: Policy, input_s
         table_fingerprint=table_fingerprint,
         files={name: file_entry(out_dir / name) for name in (MODEL_NAME, BASELINE_NAME)},
         quantized_blocks={b.name: kernels[p] for b, p in zip(blocks, prefixes)},
-        checks={"fp32_max_abs_error": fp32_error, "logit_scale": scale,
-                "final_max_abs_error": float(np.abs(final - reference).max()),
-                "final_top1_agreement_with_torch": agreement, "check_images": int(sum(len(b) for b in check_batches))},
+        checks={**fp32_check, **deviation(final, reference)},
         finetune=finetune,
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )

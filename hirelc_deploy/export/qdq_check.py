@@ -9,7 +9,7 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto
 
-from .trt_onnx import QUANTIZED
+from .trt_onnx import QUANTIZED, block_of
 
 _ELEMENT = {"fp32": TensorProto.FLOAT, "fp16": TensorProto.FLOAT16}
 
@@ -60,7 +60,7 @@ def placement_problems(model: onnx.ModelProto, expected: dict[str, str]) -> list
     producers = {out: n for n in model.graph.node for out in n.output}
     problems = []
     for node in model.graph.node:
-        prefix = next((p for p in sorted(expected, key=len, reverse=True) if node.name.startswith(p)), None)
+        prefix = block_of(node.name, list(expected))
         if prefix is None or node.op_type not in ("Conv", "Add"):
             continue
         precision = expected[prefix]

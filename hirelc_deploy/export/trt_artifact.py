@@ -17,13 +17,12 @@ from typing import Sequence
 import numpy as np
 import onnx
 import onnxruntime as ort
-import torch
 from onnx import numpy_helper
 from torch import nn
 
 from ..models.blocks import describe_blocks, onnx_scope
 from ..policy import Policy
-from .artifact import BASELINE_NAME, MODEL_NAME, ExportCheckError
+from .artifact import BASELINE_NAME, MODEL_NAME, ExportCheckError, check_fp32, deviation, torch_outputs
 from .manifest import Manifest, file_entry
 from .onnx_export import INPUT_NAME
 from .qdq_check import placement_problems
@@ -55,9 +54,8 @@ def cpu_outputs(path: Path, batches: Sequence[np.ndarray]) -> np.ndarray:
     return np.concatenate([session.run(None, {INPUT_NAME: b})[0] for b in batches])
 
 
-def _sparsity_problems(path: Path, layers: Sequence[str]) -> list[str]:
+def _sparsity_problems(graph: onnx.GraphProto, layers: Sequence[str]) -> list[str]:
     """Masked layers missing from the graph or whose exported weights (quantized or not) lost the 2:4 pattern."""
-    graph = onnx.load(str(path)).graph
     weights = {i.name: numpy_helper.to_array(i).astype(np.float32) for i in graph.initializer}
     sources = {name: n for n in graph.node for name in n.output}
     problems = []
@@ -106,19 +104,15 @@ def write_trt_artifact(model: nn.Module, teacher: nn.Module, policy: Policy, inp
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     shape = tuple(input_shape)
-    with torch.no_grad():
-        reference = torch.cat([model(torch.from_numpy(b)) for b in check_batches]).numpy()
-    scale = float(np.abs(reference).max()) or 1.0
+    reference = torch_outputs(model, check_batches)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         write_trt_onnx(model, ["fp32"] * len(policy.blocks), shape, (), fp32)
-        fp32_error = float(np.abs(cpu_outputs(fp32, check_batches) - reference).max())
-    if fp32_error > 1e-3 * scale:
-        raise ExportCheckError(f"{out_dir}: FP32 ONNX differs from PyTorch by {fp32_error:.3g} (logit scale {scale:.3g})")
+        fp32_check = check_fp32(cpu_outputs(fp32, check_batches), reference, out_dir)
     expected = write_trt_onnx(model, policy.precisions, shape, calibration, out_dir / MODEL_NAME)
     write_trt_onnx(teacher, ["fp32"] * len(policy.blocks), shape, (), out_dir / BASELINE_NAME)
-    problems = placement_problems(onnx.load(str(out_dir / MODEL_NAME)), expected)
-    problems += _sparsity_problems(out_dir / MODEL_NAME, sparse_layers)
+    graph = onnx.load(str(out_dir / MODEL_NAME))
+    problems = placement_problems(graph, expected) + _sparsity_problems(graph.graph, sparse_layers)
     if problems:
         raise ExportCheckError(f"{out_dir / MODEL_NAME}: " + "; ".join(problems))
     final = cpu_outputs(out_dir / MODEL_NAME, check_batches)
@@ -130,10 +124,7 @@ def write_trt_artifact(model: nn.Module, teacher: nn.Module, policy: Policy, inp
         predicted_latency_ms=policy.predicted_latency_ms, latency_kind=policy.latency_kind,
         table_fingerprint=table_fingerprint, files={name: file_entry(out_dir / name) for name in files},
         quantized_blocks={names[p]: [q] for p, q in expected.items() if q in QUANTIZED},
-        checks={"fp32_max_abs_error": fp32_error, "logit_scale": scale,
-                "final_max_abs_error": float(np.abs(final - reference).max()),
-                "final_top1_agreement_with_torch": float(np.mean(final.argmax(1) == reference.argmax(1))),
-                "check_images": int(sum(len(b) for b in check_batches)),
+        checks={**fp32_check, **deviation(final, reference),
                 "checked_with": "ONNX Runtime CPU (basic optimisations) running the TensorRT-bound graph",
                 "sparse_2_4_layers": list(sparse_layers),
                 "block_precisions": {names[p]: q for p, q in expected.items()}},

@@ -108,8 +108,9 @@ def activation_ranges(model_path: Path, calibration: Iterable[np.ndarray], workd
             for name, r in ranges.data.items()}
 
 
-def _owner(node: onnx.NodeProto, prefixes: Sequence[str]) -> str | None:
-    return next((p for p in sorted(prefixes, key=len, reverse=True) if node.name.startswith(p)), None)
+def block_of(node_name: str, prefixes: Sequence[str]) -> str | None:
+    """The block prefix a node belongs to, or None (prefixes end with "/", so at most one matches)."""
+    return next((p for p in prefixes if node_name.startswith(p)), None)
 
 
 def _shortcut_input(add: onnx.NodeProto, producers: dict[str, onnx.NodeProto], prefix: str) -> int:
@@ -174,7 +175,7 @@ def insert_qdq(model: onnx.ModelProto, quantized: dict[str, str], ranges: dict[s
     """Insert TensorRT-style Q/DQ for the blocks in ``quantized`` (ONNX prefix -> int8 / fp8), in place."""
     graph = model.graph
     producers = {out: n for n in graph.node for out in n.output}
-    owners = {n.name: _owner(n, list(quantized)) for n in graph.node}
+    owners = {n.name: block_of(n.name, list(quantized)) for n in graph.node}
     shortcut = {n.name: _shortcut_input(n, producers, owners[n.name]) for n in graph.node
                 if n.op_type == "Add" and owners[n.name] is not None}
     inserter = _Inserter(graph, ranges)
@@ -211,7 +212,7 @@ def to_fp16(model: onnx.ModelProto, prefixes: Sequence[str]) -> onnx.ModelProto:
               if v.type.tensor_type.elem_type == TensorProto.FLOAT}
     floats |= {i.name for i in model.graph.initializer if i.data_type == TensorProto.FLOAT}
     graph = model.graph
-    half = {n.name for n in graph.node if any(n.name.startswith(p) for p in prefixes)}
+    half = {n.name for n in graph.node if block_of(n.name, prefixes)}
     produced_by_half = {out for n in graph.node if n.name in half for out in n.output}
     initializers = {i.name: i for i in graph.initializer}
     outputs = {o.name for o in graph.output}
@@ -224,7 +225,7 @@ def to_fp16(model: onnx.ModelProto, prefixes: Sequence[str]) -> onnx.ModelProto:
             ordered.append(node)
             continue
         node.input[:] = [renamed.get(name, name) for name in node.input]
-        prefix = next(p for p in prefixes if node.name.startswith(p))
+        prefix = block_of(node.name, prefixes)
         for attribute in node.attribute:
             if node.op_type == "Constant" and attribute.name == "value" and attribute.t.data_type == TensorProto.FLOAT:
                 attribute.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attribute.t).astype(np.float16)))

@@ -37,49 +37,36 @@ def _grid_reason(table: LatencyTable, model: str, target: Target) -> str | None:
     return None
 
 
-def planning_table(model: str, target: Target, tables_dir: Path, path: Path | None = None
-                   ) -> tuple[LatencyTable, str]:
-    """(table, how it was obtained) for a TensorRT target this machine cannot run: the given or stored table
-    (measured on the GPU, or predicted) when it fits the target's grid, else a fresh roofline prediction."""
-    from .roofline import predict_table
-
-    if path is not None:
-        table = load_table(path)
-        reason = _grid_reason(table, model, target)
-        if reason:
-            raise TableError(f"--table {path}: cannot be used here: {reason}")
-        return table, f"given ({path}), {table.kind}"
-    stored = default_table_path(tables_dir, model, target.name)
-    if stored.exists():
-        table = load_table(stored)
-        if _grid_reason(table, model, target) is None:
-            return table, f"reused ({stored}), {table.kind}"
-    # Not stored in the tables directory: that is for tables a user measured or asked for (`profile --predict`).
-    return predict_table(model, target), "predicted by the roofline model (no GPU here)"
-
-
 def ensure_table(model: str, target: Target, tables_dir: Path, path: Path | None = None,
                  progress: Progress | None = None) -> tuple[LatencyTable, str]:
     """(table, how it was obtained). A given ``path`` must fit this device and grid; otherwise the stored
-    table is reused when it fits and re-measured (and stored) when it does not. TensorRT targets measure with
-    TensorRT on the GPU; where that cannot run, see ``planning_table``."""
-    if target.backend == "tensorrt" and not engines_available():
-        return planning_table(model, target, tables_dir, path)
+    table is reused when it fits and re-measured (and stored) when it does not.
+
+    A TensorRT target this machine cannot run (no tensorrt or no GPU) plans instead: a given or stored table
+    (measured on the GPU, or predicted) only has to fit the target's grid, and where none does the roofline
+    predicts one, which is not stored (the tables directory holds what a user measured or asked for).
+    """
+    planning = target.backend == "tensorrt" and not engines_available()
+    unfit = _grid_reason if planning else stale_reason
     if path is not None:
         table = load_table(path)
-        reason = stale_reason(table, model, target)
+        reason = unfit(table, model, target)
         if reason:
             raise TableError(f"--table {path}: cannot be used here: {reason}")
-        return table, f"given ({path})"
+        return table, f"given ({path})" + (f", {table.kind}" if planning else "")
     stored = default_table_path(tables_dir, model, target.name)
     if stored.exists():
         table = load_table(stored)
-        reason = stale_reason(table, model, target)
+        reason = unfit(table, model, target)
         if reason is None:
-            return table, f"reused ({stored})"
+            return table, f"reused ({stored})" + (f", {table.kind}" if planning else "")
         how = f"re-measured: the stored table could not be used because {reason}"
     else:
         how = "measured (no stored table)"
+    if planning:
+        from .roofline import predict_table
+
+        return predict_table(model, target), "predicted by the roofline model (no GPU here)"
     table = measure_table(model, target, progress)
     table.save(stored)
     return table, f"{how}; saved to {stored}"

@@ -155,10 +155,8 @@ def _owners(layer_name: str, prefixes: Sequence[str]) -> list[str | None]:
     quantization fused into a convolution is only its epilogue), else of all its nodes; None stands for
     module-path nodes outside every block (stem or head). Nodes TensorRT made up (no module path) own nothing,
     so a layer of only such nodes goes to the stem or head by position."""
-    nodes = fused_names(layer_name)
-    convs = conv_nodes(layer_name)
     owners: list[str | None] = []
-    for node in convs or nodes:
+    for node in conv_nodes(layer_name) or fused_names(layer_name):
         blocks = layer_blocks(node, prefixes)
         owners += blocks or ([None] if "/" in node else [])
     return list(dict.fromkeys(owners)) or [None]
@@ -168,8 +166,9 @@ def block_times(layer_ms: Mapping[str, float], prefixes: Sequence[str]) -> tuple
     """Per-layer times summed per block prefix, and the stem and head times.
 
     A layer is charged to the owner of its convolutions (a block's last convolution with the next block's input
-    quantization fused in belongs to that block); a layer of several owners' convolutions is split evenly. Time outside every block is
-    the stem's before the first layer that belongs to a block, in report (execution) order, and the head's after.
+    quantization fused in belongs to that block); a layer of several owners' convolutions is split evenly. Time
+    outside every block is the stem's before the first layer that belongs to a block, in report (execution)
+    order, and the head's after.
     """
     per_block = dict.fromkeys(prefixes, 0.0)
     stem = head = 0.0
@@ -190,9 +189,9 @@ def block_times(layer_ms: Mapping[str, float], prefixes: Sequence[str]) -> tuple
 def _build_checked(spec: ModelSpec, index: int, config: Config, shape: Sequence[int], workdir: Path,
                    cache: Path) -> Path:
     """Build configuration ``index`` and refuse an engine that does not run each block in its precision."""
-    onnx_path = build_trt_variant(spec, config.widths, config.precisions, shape, workdir / f"config{index}.onnx")
+    onnx_path = workdir / f"config{index}.onnx"
+    expected = build_trt_variant(spec, config.widths, config.precisions, shape, onnx_path)
     build = build_engine(onnx_path, workdir / f"config{index}.engine", cache)
-    expected = {b.onnx_prefix: p for b, w, p in zip(spec.blocks(), config.widths, config.precisions) if w > 0}
     problems = check_precisions(load_layer_info(build.layer_info_path), expected)
     if problems:
         raise TensorRTError(f"{spec.name} configuration {index} ({' '.join(config.precisions)}): TensorRT does not "

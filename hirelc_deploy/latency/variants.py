@@ -33,13 +33,13 @@ def build_variant(spec: ModelSpec, widths: Sequence[int], precisions: Sequence[s
 
 
 def build_trt_variant(spec: ModelSpec, widths: Sequence[int], precisions: Sequence[str],
-                      input_shape: Sequence[int], path: Path) -> Path:
-    """Write the TensorRT-bound ONNX of ``spec`` at ``widths`` (random weights), each block in its precision."""
+                      input_shape: Sequence[int], path: Path) -> dict[str, str]:
+    """Write the TensorRT-bound ONNX of ``spec`` at ``widths`` (random weights), each block in its precision, to
+    ``path``; returns the block prefix -> precision map the engine is checked against (``write_trt_onnx``)."""
     from ..export.trt_onnx import write_trt_onnx
 
     model = spec.build(list(widths)).eval()
-    write_trt_onnx(model, precisions, input_shape, random_calibration(input_shape), path)
-    return Path(path)
+    return write_trt_onnx(model, precisions, input_shape, random_calibration(input_shape), path)
 
 
 def overhead_model(input_shape: Sequence[int], num_classes: int, path: Path) -> Path:
