@@ -1,8 +1,13 @@
 """hirelc-deploy: profile devices, compress CNNs for latency budgets, export engines measured on the target.
 
-The public Python API, with the same defaults as the CLI::
+The public Python API, with the same defaults as the CLI (every ``hirelc`` command is one of these calls)::
 
-    from hirelc_deploy import load_target, profile, validate, compress, CompressConfig, export_policy, bench
+    import hirelc_deploy as hd
+
+    result = hd.profile("resnet20", "cpu-ort-1t", validate_count=4)          # -> ProfileResult (table, run dir)
+    run = hd.compress("resnet20", "W.th", "cifar10/", "cpu-ort-1t", "0.5x")  # -> CompressResult (summary, ...)
+    manifest = hd.export("resnet20", "W.th", "cifar10/", "cpu-ort-1t", "policy.json", "out/")
+    measured = hd.bench("out/model.onnx", "cpu-ort-1t", baseline="out/baseline_fp32.onnx")
 
 Attributes are imported on first use so that ``import hirelc_deploy`` stays cheap.
 """
@@ -12,21 +17,34 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _API = {
-    "profile": "latency",
+    # the jobs
+    "profile": "jobs.profile",
+    "ProfileResult": "jobs.profile",
+    "compress": "jobs.compress",
+    "resume": "jobs.compress",
+    "CompressResult": "jobs.compress",
+    "export": "jobs.export",
+    "bench": "jobs.bench",
+    # the stages one by one
+    "measure_sensitivity": "pipeline",
+    "plan_uniform": "pipeline",
+    "run_search": "search.run",
     "validate": "latency",
-    "load_table": "latency",
+    # the records and nouns they exchange
+    "CompressConfig": "records",
+    "CompressSummary": "records",
+    "BenchResult": "records",
+    "Budget": "budget",
+    "parse_budget": "budget",
     "LatencyTable": "latency",
+    "load_table": "latency",
     "Policy": "policy",
     "load_policy": "policy",
-    "compute_sensitivity": "sensitivity",
-    "export_policy": "pipeline",
-    "prepare_data": "pipeline",
-    "load_model": "pipeline",
-    "bench": "bench",
-    "compress": "compress",
-    "CompressConfig": "compress",
-    "run_search": "search.run",
+    "Precision": "precision",
+    "Target": "targets",
     "load_target": "targets",
+    "available_targets": "targets",
+    "get_backend": "targets",
     "get_model_spec": "models",
 }
 

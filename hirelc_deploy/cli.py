@@ -1,9 +1,8 @@
-"""The ``hirelc`` command line: a thin layer that parses flags and calls the library."""
+"""The ``hirelc`` command line: parses flags, calls the library (``hirelc_deploy.profile``, ``compress``,
+``export``, ``bench``, ...), and prints what they return. Nothing here decides anything a Python caller could not."""
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import logging
 import sys
 from collections import Counter
@@ -13,22 +12,14 @@ from typing import Iterator, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .cli_common import RichReporter, console, emit, json_option, progress_bars, state
+from .cli_targets import targets_app
 from .errors import HirelcError, InputError
-from .latency import (
-    default_table_path,
-    load_table,
-    profile_steps,
-    validate,
-    validate_steps,
-)
-from .latency.reuse import engines_available, measure_table
-from .models import MODELS, get_model_spec
-from .runs import atomic_write_json
-from .settings import tables_dir
-from .targets import available_targets, current_fingerprint, load_target
+from .export.artifact import MODEL_NAME
+from .export.manifest import MANIFEST_NAME
+from .models import MODELS
 
 WORKFLOW = """Make trained CNNs fast on real hardware, with every latency measured on the device.
 
@@ -50,13 +41,14 @@ Workflow (data flows one way: profile -> table -> search -> policy -> export -> 
      that it predicts real exported engines (predicted vs measured latency).
   2. hirelc sensitivity --model resnet56 --weights W.th --data ../shared/datasets/cifar10
      Fisher sensitivity per block on held-out training images.
-  3. hirelc plan --table latency_tables/resnet56__cpu-ort-1t.json --fraction 0.5 --precision int8
+  3. hirelc plan --table ~/.hirelc/tables/resnet56__cpu-ort-1t.json --fraction 0.5 --precision int8
      Write a policy (inner width and precision per block) with its predicted latency.
   4. hirelc export --model resnet56 --weights W.th --data D --target cpu-ort-1t --policy policy.json --out DIR
      Prune for real, recalibrate BatchNorm, distil, export ONNX (INT8 blocks quantized) + manifest.
   5. hirelc bench DIR/model.onnx --target cpu-ort-1t --data D --baseline DIR/baseline_fp32.onnx
      Measured latency (interleaved with the baseline), top-1 of the engine on the test split, size.
-  hirelc models / hirelc targets list what is built in.
+  hirelc models / hirelc targets list what is built in; hirelc targets new NAME
+  --threads N --batch B writes a target for this machine ($HIRELC_HOME/targets).
 
 \b
   NVIDIA GPUs (TensorRT): the same commands with --target trt-h100-b1 (or -b32).
@@ -67,13 +59,13 @@ Workflow (data flows one way: profile -> table -> search -> policy -> export -> 
 
 \b
 Every command takes --json (result on stdout for scripts); hirelc -q (no progress),
--v (log each stage), --debug (tracebacks) go before the command.
+-v (log each stage), --debug (tracebacks) go before the command. Everything here is
+also a Python call: hirelc_deploy.profile / compress / export / bench.
 """
 
 app = typer.Typer(help=WORKFLOW, no_args_is_help=True, add_completion=False, rich_markup_mode=None)
-console = Console(stderr=True)
-log = logging.getLogger("hirelc")
-_state = {"debug": False, "quiet": False}
+app.add_typer(targets_app, name="targets", help="List the targets (yours and shipped); `targets new` writes one "
+              "for this machine.")
 
 
 @app.callback()
@@ -81,7 +73,7 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
           verbose: bool = typer.Option(False, "--verbose", "-v", help="Log each stage and decision (INFO records) "
                                        "on stderr; a run directory's run.log always gets them."),
           quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or tables, only results.")):
-    _state.update(debug=debug, quiet=quiet)
+    state.update(debug=debug, quiet=quiet)
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
     # The level goes on the stderr handler too: a run lowers the package logger to INFO for its run.log,
@@ -90,34 +82,14 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
         handler.setLevel(level)
 
 
-def _progress_bars() -> Progress:
-    """The progress display every command uses (on stderr, so --json output stays clean)."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console)
-
-
 @contextmanager
-def _progress(total: int, label: str) -> Iterator:
-    """A rich progress bar whose callback takes (phase, units done)."""
-    if _state["quiet"]:
-        yield lambda *_: None
-        return
-    with _progress_bars() as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda phase, n=1: bar.update(task, advance=n, description=f"{label}: {phase}")
+def _reporter() -> Iterator[RichReporter]:
+    """Progress bars on stderr for one command (drawn unless --quiet)."""
+    with progress_bars() as bar:
+        yield RichReporter(bar)
 
 
-def _json_option():
-    return typer.Option(False, "--json", help="Print the result as JSON on stdout (progress and tables go to "
-                        "stderr or are left out), for scripts.")
-
-
-def _emit(obj) -> None:
-    """The machine-readable result of a command on stdout."""
-    print(json.dumps(obj, indent=2, default=str))
-
-
-def _parse_fractions(text: Optional[str]) -> Optional[list[float]]:
+def _fractions(text: Optional[str]) -> Optional[list[float]]:
     if not text:
         return None
     try:
@@ -127,11 +99,6 @@ def _parse_fractions(text: Optional[str]) -> Optional[list[float]]:
     if not values or any(not 0 <= v <= 1 for v in values):
         raise InputError(f"--fractions: every fraction must be in [0, 1] (0 = block removed), got '{text}'")
     return values
-
-
-def _default_run_dir(kind: str, model: str, target: str) -> Path:
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path.cwd() / "runs" / f"{stamp}-{kind}-{model}-{target}"
 
 
 def _print_validation(report) -> None:
@@ -152,9 +119,9 @@ def _print_validation(report) -> None:
 @app.command("profile")
 def profile_cmd(
     model: str = typer.Option(..., "--model", "-m", help="Built-in model name (see `hirelc models`)."),
-    target: str = typer.Option(..., "--target", "-t", help="Target name in hw_profiles/ or a .toml path."),
+    target: str = typer.Option(..., "--target", "-t", help="Target name (see `hirelc targets`) or a .toml path."),
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write the table "
-                                       "(default latency_tables/MODEL__TARGET.json)."),
+                                       "(default $HIRELC_HOME/tables/MODEL__TARGET.json)."),
     validate_n: int = typer.Option(0, "--validate", min=0, help="Also export N random configurations and "
                                    "compare predicted with measured latency."),
     table_path: Optional[Path] = typer.Option(None, "--table", help="Validate this existing table instead of "
@@ -167,7 +134,7 @@ def profile_cmd(
                                  "target's [roofline] figures, labelled predicted everywhere. Never replaces a "
                                  "measured table."),
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (default runs/STAMP-profile-...)."),
-    as_json: bool = _json_option(),
+    as_json: bool = json_option(),
 ):
     """Measure a block latency table on this device (and validate it against real exported engines).
 
@@ -176,95 +143,32 @@ def profile_cmd(
       hirelc profile --model resnet56 --target cpu-ort-1t --validate 8
       hirelc profile --model resnet56 --target trt-h100-b1 --predict     # plan a GPU budget without the GPU
     """
-    get_model_spec(model)
-    tgt = load_target(target)
-    grid = _parse_fractions(fractions)
-    run = run_dir or _default_run_dir("profile", model, tgt.name)
-    if (run / "config.json").exists():
-        raise InputError(f"--run-dir {run}: holds a run already; choose another directory")
+    from .jobs.profile import profile
+
+    with _reporter() as reporter:
+        result = profile(model, target, out=out, validate_count=validate_n, table=table_path,
+                         fractions=_fractions(fractions), seed=seed, force=force, predict=predict, run_dir=run_dir,
+                         reporter=reporter)
+    table = result.table
+    summary = {"table": str(result.table_path), "kind": table.kind, "run_dir": str(result.run_dir),
+               "report": str(result.report), "fixed_ms": table.fixed_ms}
     if predict:
-        _profile_predicted(model, tgt, out, run, bool(validate_n or table_path or fractions), as_json)
+        full = [b.full_width for b in table.blocks]
+        summary["predicted_uncompressed_ms"] = {p: table.predict(full, [p] * len(full)) for p in table.precisions}
+    if result.validation:
+        summary["validation"] = result.validation.summary()
+    if as_json:
+        emit(summary)
         return
-    if tgt.backend == "tensorrt":
-        if not engines_available():
-            raise InputError(f"--target {target}: measuring on TensorRT needs the tensorrt package and an NVIDIA "
-                             "GPU; --predict builds a roofline table (labelled predicted) instead")
-        if validate_n or table_path:
-            raise InputError("--validate/--table: validating a table against exported engines runs on ONNX "
-                             "Runtime targets only so far")
-    if table_path:
-        table = load_table(table_path)
-        table.check_device(current_fingerprint(tgt), force=force, source=str(table_path))
-        if table.model != model:
-            raise InputError(f"--table: {table_path} is for model {table.model}, not {model}")
-    run.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run / "config.json", {
-        "command": "profile", "model": model, "target": tgt.name, "target_file": tgt.path, "fractions": grid,
-        "validate": validate_n, "seed": seed, "table": str(table_path) if table_path else None,
-        "fingerprint": current_fingerprint(tgt).to_dict(),
-    })
-    if not table_path:
-        with _progress(profile_steps(model, tgt, grid), f"profiling {model} on {tgt.name}") as note:
-            table = measure_table(model, tgt, note, grid)
-        destination = out or default_table_path(tables_dir(), model, tgt.name)
-        table.save(destination)
-        if not _state["quiet"]:
-            console.print(f"table written to {destination}")
-    table.save(run / "latency_table.json")
-    summary = {"table": str(out or table_path or default_table_path(tables_dir(), model, tgt.name)),
-               "run_dir": str(run), "fixed_ms": table.fixed_ms}
-    if validate_n:
-        with _progress(validate_steps(tgt, validate_n), f"validating {validate_n + 2} configs") as note:
-            report = validate(table, tgt, validate_n, seed, note)
-        atomic_write_json(run / "validation.json", report.to_dict())
-        summary["validation"] = report.summary()
-        if not _state["quiet"] and not as_json:
-            _print_validation(report)
-    report = _write_report(run)
-    summary["report"] = str(report)
-    if as_json:
-        _emit(summary)
-    elif not _state["quiet"]:
-        console.print(f"run directory: {run}\nreport: {report}")
-
-
-def _profile_predicted(model: str, tgt, out: Optional[Path], run: Path, other_flags: bool, as_json: bool) -> None:
-    """``hirelc profile --predict``: a roofline table, stored unless a measured table is there already."""
-    from .latency.roofline import predict_table
-
-    if other_flags:
-        raise InputError("--predict: cannot be combined with --validate, --table or --fractions (nothing is measured)")
-    destination = out or default_table_path(tables_dir(), model, tgt.name)
-    if destination.exists() and load_table(destination).kind == "measured":
-        raise InputError(f"--predict: {destination} holds a measured table, which a prediction never replaces "
-                         "(give --out to write the prediction elsewhere)")
-    table = predict_table(model, tgt)
-    run.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run / "config.json", {"command": "profile", "model": model, "target": tgt.name,
-                                            "target_file": tgt.path, "predict": True})
-    table.save(destination)
-    table.save(run / "latency_table.json")
-    report = _write_report(run)
-    full = [b.full_width for b in table.blocks]
-    summary = {"table": str(destination), "kind": "predicted", "run_dir": str(run), "report": str(report),
-               "predicted_uncompressed_ms": {p: table.predict(full, [p] * len(full)) for p in table.precisions}}
-    if as_json:
-        _emit(summary)
-    elif not _state["quiet"]:
-        console.print(f"PREDICTED table (roofline, not measured) written to {destination}")
+    if state["quiet"]:
+        return
+    if predict:
+        console.print(f"PREDICTED table (roofline, not measured) written to {result.table_path}")
         for precision, ms in summary["predicted_uncompressed_ms"].items():
             console.print(f"  full width, every block {precision}: {ms:.4f} ms predicted")
-        console.print(f"run directory: {run}\nreport: {report}")
-
-
-def _table_fingerprint(table_path: Optional[Path], model: str, target) -> dict:
-    """Fingerprint of the table behind a policy (checked against this device), {} when there is none."""
-    path = table_path or default_table_path(tables_dir(), model, target.name)
-    if table_path is None and not Path(path).exists():
-        return {}
-    table = load_table(path)
-    table.check_device(current_fingerprint(target), source=str(path))
-    return table.fingerprint
+    if result.validation:
+        _print_validation(result.validation)
+    console.print(f"run directory: {result.run_dir}\nreport: {result.report}")
 
 
 @app.command("sensitivity")
@@ -275,25 +179,20 @@ def sensitivity_cmd(
     samples: int = typer.Option(256, "--samples", min=1, help="Held-out training images for the Fisher."),
     seed: int = typer.Option(0, "--seed"),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the sensitivity JSON here."),
-    as_json: bool = _json_option(),
+    as_json: bool = json_option(),
 ):
     """Fisher-information sensitivity per block (held-out part of the train split, never the test split).
 
     Example: hirelc sensitivity --model resnet56 --weights resnet56.th --data ../shared/datasets/cifar10
     """
-    from .pipeline import DataConfig, load_model, prepare_data, sensitivity_of
+    from .pipeline import measure_sensitivity
 
-    spec = get_model_spec(model)
-    config = DataConfig(seed=seed, train_images=1, heldout_images=samples, fisher_images=samples)
-    teacher = load_model(spec, weights)
-    data = prepare_data(spec, data, config)
-    with _progress(samples, "Fisher") as note:
-        sens = sensitivity_of(teacher, spec, data, config, on_sample=lambda: note("per-sample gradients", 1))
-    if out:
-        sens.save(out)
+    with _reporter() as reporter:
+        reporter.phase("Fisher: per-sample gradients", samples)
+        sens = measure_sensitivity(model, weights, data, samples, seed, out, on_sample=reporter.advance)
     if as_json:
-        _emit(sens.to_dict())
-    elif not _state["quiet"]:
+        emit(sens.to_dict())
+    elif not state["quiet"]:
         table = Table(title=f"Fisher sensitivity of {model} ({sens.samples} held-out images)")
         for col in ("block", "params", "Fisher trace", "per param", "relative"):
             table.add_column(col, justify="left" if col == "block" else "right")
@@ -310,23 +209,21 @@ def plan_cmd(
     fraction: float = typer.Option(1.0, "--fraction", min=0.0, max=1.0, help="Inner width fraction for every block."),
     precision: str = typer.Option("fp32", "--precision", help="Precision of every block."),
     out: Path = typer.Option(Path("policy.json"), "--out", help="Policy JSON to write."),
-    as_json: bool = _json_option(),
+    as_json: bool = json_option(),
 ):
     """Write a uniform policy (same width fraction and precision everywhere) with its predicted latency.
 
-    Example: hirelc plan --table latency_tables/resnet56__cpu-ort-1t.json --fraction 0.5 --precision int8
+    Example: hirelc plan --table ~/.hirelc/tables/resnet56__cpu-ort-1t.json --fraction 0.5 --precision int8
     """
-    from .search import nearest_widths, plan_policy
+    from .latency import load_table
+    from .pipeline import plan_uniform
 
     table = load_table(table_path)
-    if precision not in table.precisions:
-        raise InputError(f"--precision: '{precision}' not in the table ({', '.join(table.precisions)})")
-    policy = plan_policy(table, nearest_widths(table, fraction), [precision] * len(table.blocks),
-                         planned=f"uniform {fraction} {precision}")
+    policy = plan_uniform(table, fraction, precision)
     policy.save(out)
     if as_json:
-        _emit({"policy": str(out), "predicted_latency_ms": policy.predicted_latency_ms,
-               "latency_kind": f"predicted by a {table.kind} table"})
+        emit({"policy": str(out), "predicted_latency_ms": policy.predicted_latency_ms,
+              "latency_kind": f"predicted by a {table.kind} table"})
     else:
         print(f"{out}: predicted {policy.predicted_latency_ms:.4f} ms ({table.kind} table, not a measurement)")
 
@@ -343,12 +240,12 @@ def export_cmd(
     finetune_images: int = typer.Option(10_000, "--finetune-images", min=1, help="Training images used."),
     lr: float = typer.Option(0.01, "--lr", help="Fine-tuning learning rate (cosine schedule)."),
     criterion: str = typer.Option("fisher", "--criterion", help="Channel importance: fisher or l1."),
-    table_path: Optional[Path] = typer.Option(None, "--table", help="Latency table (default latency_tables/...)."),
+    table_path: Optional[Path] = typer.Option(None, "--table", help="Latency table (default: the stored one)."),
     sparse: Optional[str] = typer.Option(None, "--sparse-2-4", help="TensorRT targets: give the convolutions of "
                                          "these blocks ('all' or names like layer1.0,layer2.1) 2:4 structured "
                                          "sparsity (magnitude, held through fine-tuning)."),
     seed: int = typer.Option(0, "--seed"),
-    as_json: bool = _json_option(),
+    as_json: bool = json_option(),
 ):
     """Apply a policy for real (channels removed, INT8/FP16 kernels), fine-tune by distillation and export.
 
@@ -360,67 +257,34 @@ def export_cmd(
           (TensorRT: model.onnx with explicit Q/DQ and FP16 blocks; with tensorrt and a GPU also model.engine,
           its timing cache and the per-layer report, checked against the policy)
     """
-    from .apply import DistillConfig
-    from .pipeline import (DataConfig, check_policy, check_sparse_blocks, export_policy, load_model, prepare_data,
-                           sensitivity_of)
-    from .policy import load_policy
+    from .jobs.export import export
 
-    if criterion not in ("fisher", "l1"):
-        raise InputError(f"--criterion: expected fisher or l1, got '{criterion}'")
-    spec = get_model_spec(model)
-    tgt = load_target(target)
-    policy = load_policy(policy_path)
-    check_policy(spec, policy, tgt)
-    sparse_blocks = _sparse_blocks(sparse, policy)
-    check_sparse_blocks(spec, policy, tgt, sparse_blocks)
-    fingerprint = _table_fingerprint(table_path, model, tgt)
-    torch_seed(seed)
-    teacher = load_model(spec, weights)
-    config = DataConfig(seed=seed, train_images=finetune_images)
-    with _progress(finetune_images + config.heldout_images, "decoding images") as note:
-        prepared = prepare_data(spec, data, config, on_image=lambda: note("decoding", 1))
-    sens = None
-    if criterion == "fisher":
-        with _progress(config.fisher_images, "Fisher") as note:
-            sens = sensitivity_of(teacher, spec, prepared, config, lambda: note("per-sample gradients", 1))
-    steps = max(1, round(finetune_epochs * (len(prepared.train) // config.batch_size)))
-    with _progress(steps, "fine-tuning") as note:
-        _, manifest = export_policy(teacher, spec, policy, tgt, prepared, config,
-                                    DistillConfig(epochs=finetune_epochs, lr=lr), out, fingerprint, sens,
-                                    criterion, note, sparse_blocks)
-    if sens is not None:
-        sens.save(out / "sensitivity.json")
-    policy.save(out / "policy.json")
+    with _reporter() as reporter:
+        manifest = export(model, weights, data, target, policy_path, out, finetune_epochs=finetune_epochs,
+                          finetune_images=finetune_images, lr=lr, criterion=criterion, table=table_path,
+                          sparse_2_4=sparse, seed=seed, reporter=reporter)
     checks = manifest.checks
     if as_json:
-        _emit({"artifact": str(out / "model.onnx"), "manifest": str(out / "manifest.json"),
-               "backend": manifest.backend, "engine": manifest.engine,
-               "int8_blocks": sorted(name for name, kernels in manifest.quantized_blocks.items() if kernels),
-               "predicted_latency_ms": manifest.predicted_latency_ms, "latency_kind": manifest.latency_kind,
-               "files": manifest.files, "checks": checks})
+        emit({"artifact": str(out / MODEL_NAME), "manifest": str(out / MANIFEST_NAME),
+              "backend": manifest.backend, "engine": manifest.engine,
+              "int8_blocks": sorted(name for name, kernels in manifest.quantized_blocks.items() if kernels),
+              "predicted_latency_ms": manifest.predicted_latency_ms, "latency_kind": manifest.latency_kind,
+              "files": manifest.files, "checks": checks})
         return
-    if manifest.backend == "tensorrt":
-        _print_trt_export(out, manifest)
+    if manifest.engine:
+        _print_engine_export(out, manifest)
         return
-    print(f"{out / 'model.onnx'}: {sum(1 for v in manifest.quantized_blocks.values() if v)} INT8 blocks running "
+    print(f"{out / MODEL_NAME}: {sum(1 for v in manifest.quantized_blocks.values() if v)} INT8 blocks running "
           f"quantized kernels; predicted {manifest.predicted_latency_ms} ms ({manifest.latency_kind} table); "
           f"top-1 agreement with PyTorch {checks['final_top1_agreement_with_torch']:.3f} on "
           f"{checks['check_images']} held-out images")
 
 
-def _sparse_blocks(text: Optional[str], policy) -> list[str]:
-    """Block names from ``--sparse-2-4`` ('all' = every block the policy keeps)."""
-    if not text:
-        return []
-    if text.strip() == "all":
-        return [b.name for b in policy.blocks if b.width > 0]
-    return [name.strip() for name in text.split(",") if name.strip()]
-
-
-def _print_trt_export(out: Path, manifest) -> None:
+def _print_engine_export(out: Path, manifest) -> None:
+    """An export whose backend builds engines (TensorRT): the graph's precisions and the engine, or why not."""
     checks, engine = manifest.checks, manifest.engine
     counts = Counter(checks["block_precisions"].values())
-    print(f"{out / 'model.onnx'}: TensorRT-bound graph (blocks: "
+    print(f"{out / MODEL_NAME}: {manifest.backend}-bound graph (blocks: "
           f"{', '.join(f'{n} {p}' for p, n in sorted(counts.items()))}; {len(checks['sparse_2_4_layers'])} "
           f"layers 2:4 sparse); top-1 "
           f"agreement with PyTorch {checks['final_top1_agreement_with_torch']:.3f} on {checks['check_images']} "
@@ -438,13 +302,13 @@ def _print_trt_export(out: Path, manifest) -> None:
 
 @app.command("bench")
 def bench_cmd(
-    artifact: Path = typer.Argument(..., help="Exported ONNX model to measure."),
+    artifact: Path = typer.Argument(..., help="Exported model (.onnx, or a TensorRT .engine) to measure."),
     target: str = typer.Option(..., "--target", "-t", help="Target name or .toml path."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Dataset root: top-1 on its test split."),
-    baseline: Optional[Path] = typer.Option(None, "--baseline", help="ONNX model to compare against (interleaved)."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="Model to compare against (interleaved)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use only the first N test images per class."),
     out: Optional[Path] = typer.Option(None, "--out", help="Result JSON (default: beside the artifact)."),
-    as_json: bool = _json_option(),
+    as_json: bool = json_option(),
 ):
     """Measure an exported engine: latency (and speedup over --baseline), top-1 through the engine, size.
 
@@ -455,29 +319,14 @@ def bench_cmd(
       hirelc bench artifacts/r56/model.engine --target trt-h100-b1 --baseline artifacts/r56/baseline_fp32.engine
           (TensorRT engines on the GPU: latency with CUDA events)
     """
-    from .bench import bench
-    from .data import Normalize, load_images, open_dataset
+    from .jobs.bench import bench
 
-    tgt = load_target(target)
-    if tgt.backend == "tensorrt":
-        _bench_engines(artifact, tgt, baseline, data, out, as_json)
-        return
-    images = normalize = None
-    if data is not None:
-        dataset = open_dataset(data, "test", limit_per_class=limit)
-        with _progress(len(dataset), "decoding test images") as note:
-            images = load_images(dataset, on_image=lambda: note("decoding", 1))
-        spec = _spec_for_artifact(artifact)
-        normalize = Normalize(spec.mean, spec.std) if spec else Normalize((0.485, 0.456, 0.406),
-                                                                          (0.229, 0.224, 0.225))
-    with _progress(tgt.measure.bursts * (2 if baseline else 1), "benchmarking") as note:
-        result = bench(artifact, tgt, images, normalize, baseline, on_progress=lambda phase: note(phase, 1))
-    destination = out or Path(artifact).with_suffix(".bench.json")
-    result.save(destination)
+    with _reporter() as reporter:
+        result = bench(artifact, target, data=data, baseline=baseline, limit=limit, out=out, reporter=reporter)
     if as_json:
-        _emit(result.__dict__)
+        emit(result.to_dict())
         return
-    table = Table(title=f"{artifact} on {tgt.name} (measured)")
+    table = Table(title=f"{artifact} on {result.target} (measured: {result.measured_with})")
     for col in ("", "latency ms (median)", "spread ms (IQR)", "size MB", "top-1"):
         table.add_column(col, justify="right")
     top1 = f"{100 * result.top1:.2f}% ({result.top1_images})" if result.top1 is not None else "-"
@@ -490,98 +339,33 @@ def bench_cmd(
                       f"{result.baseline_file_bytes / 1e6:.2f}", "")
     Console().print(table)
     if result.speedup is not None:
-        Console().print(f"speedup over baseline: {result.speedup:.2f}x   result: {destination}")
+        Console().print(f"speedup over baseline: {result.speedup:.2f}x   result: "
+                        f"{out or Path(artifact).with_suffix('.bench.json')}")
 
 
-def _bench_engines(engine: Path, tgt, baseline: Optional[Path], data: Optional[Path], out: Optional[Path],
-                   as_json: bool) -> None:
-    """``hirelc bench`` of TensorRT engines: latency with CUDA events, interleaved with ``--baseline``."""
-    from .bench_tensorrt import bench_engines
-
-    if data is not None:
-        raise InputError("--data: top-1 through a TensorRT engine is not measured by bench; `hirelc export` and "
-                         "`compress` report the graph's top-1 (through ONNX Runtime on CPU)")
-    with _progress(tgt.measure.bursts * (2 if baseline else 1), "timing engines (CUDA events)") as note:
-        result = bench_engines(engine, tgt, baseline, on_burst=lambda: note("timing", 1))
-    destination = out or Path(engine).with_suffix(".bench.json")
-    atomic_write_json(destination, result)
-    if as_json:
-        _emit(result)
-        return
-    for name in ("engine", "baseline") if baseline else ("engine",):
-        t = result[name]
-        Console().print(f"{name}: {t['median_ms']:.4f} ms median (IQR {t['q3_ms'] - t['q1_ms']:.4f} ms), measured")
-    if baseline:
-        Console().print(f"speedup over baseline: {result['speedup']:.2f}x   result: {destination}")
-
-
-def _spec_for_artifact(artifact: Path):
-    """The model spec named by the manifest beside an artifact, if there is one."""
-    from .export import load_manifest
-
-    try:
-        return get_model_spec(load_manifest(Path(artifact).parent).model)
-    except HirelcError:
-        return None
-
-
-def torch_seed(seed: int) -> None:
-    """Seed torch and numpy so a run repeats."""
-    import numpy as np
-    import torch
-
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-
-
-class _RichReporter:
-    """Progress of ``compress``: one bar per phase (a spinner where the length is unknown)."""
-
-    def __init__(self, bar: Progress):
-        self.bar, self.task = bar, None
-
-    def phase(self, name: str, total: int | None = None) -> None:
-        if self.task is not None:
-            self.bar.update(self.task, completed=self.bar.tasks[self.task].total or 1, total=
-                            self.bar.tasks[self.task].total or 1)
-        self.task = self.bar.add_task(name, total=total)
-
-    def advance(self, steps: int = 1) -> None:
-        if self.task is not None:
-            self.bar.advance(self.task, steps)
-
-    def note(self, message: str) -> None:
-        self.bar.console.print(message)
-
-
-def _print_summary(summary: dict) -> None:
-    table = Table(title=f"{summary['model']} on {summary['target']}: {summary['strategy']} search, "
-                        f"budget {summary['budget']}")
+def _print_summary(summary) -> None:
+    table = Table(title=f"{summary.model} on {summary.target}: {summary.strategy} search, budget {summary.budget}")
     table.add_column("")
     table.add_column("uncompressed", justify="right")
     table.add_column("compressed", justify="right")
-    measured = summary["measured_ms"] is not None
-    if measured:
-        rounds = summary["measured_rounds_ms"]
-        spread = f" ({min(rounds):.4f}-{max(rounds):.4f} over {len(rounds)} processes)" if rounds else ""
-        table.add_row("latency ms (measured)", f"{summary['uncompressed_ms']:.4f}",
-                      f"{summary['measured_ms']:.4f}{spread}")
-    if summary.get("backend") == "tensorrt":
-        table.add_row(f"latency ms (PREDICTED, {summary['table_kind']} table)",
-                      f"{summary['predicted_uncompressed_ms']:.4f}", f"{summary['predicted_ms']:.4f}")
+    if summary.measured:
+        rounds = summary.measured_rounds_ms
+        spread = f" ({min(rounds):.4f}-{max(rounds):.4f} over {len(rounds)} processes)" if len(rounds) > 1 else ""
+        table.add_row("latency ms (measured)", f"{summary.uncompressed_ms:.4f}", f"{summary.measured_ms:.4f}{spread}")
+        table.add_row(f"latency ms (predicted, {summary.table_kind} table)", "", f"{summary.predicted_ms:.4f}")
     else:
-        table.add_row("latency ms (predicted, calibrated table)", "", f"{summary['predicted_ms']:.4f}")
-    table.add_row("budget ms", "", f"{summary['budget_ms']:.4f}")
-    table.add_row(f"speedup ({'measured' if measured else 'PREDICTED'})", "", f"{summary['speedup']:.2f}x")
-    table.add_row(f"top-1 ({summary['test_images']} test images)", f"{100 * summary['top1_before']:.2f}%",
-                  f"{100 * summary['top1_after']:.2f}%")
-    table.add_row("size MB", f"{summary['bytes_before'] / 1e6:.2f}", f"{summary['bytes_after'] / 1e6:.2f}")
+        table.add_row(f"latency ms (PREDICTED, {summary.table_kind} table)", f"{summary.predicted_uncompressed_ms:.4f}",
+                      f"{summary.predicted_ms:.4f}")
+    table.add_row("budget ms", "", f"{summary.budget_ms:.4f}")
+    table.add_row(f"speedup ({'measured' if summary.measured else 'PREDICTED'})", "", f"{summary.speedup:.2f}x")
+    table.add_row(f"top-1 ({summary.test_images} test images)", f"{100 * summary.top1_before:.2f}%",
+                  f"{100 * summary.top1_after:.2f}%")
+    table.add_row("size MB", f"{summary.bytes_before / 1e6:.2f}", f"{summary.bytes_after / 1e6:.2f}")
     Console().print(table)
-    if summary.get("top1_through"):
-        Console().print(f"top-1 through {summary['top1_through']}")
-    latency = summary["measured_ms"] if measured else summary["predicted_ms"]
-    Console().print(f"{'measured' if measured else 'PREDICTED (not measured)'} {latency:.4f} ms against a budget "
-                    f"of {summary['budget_ms']:.4f} ms: {summary['verdict']}")
+    Console().print(f"top-1 through {summary.top1_through}")
+    latency = summary.measured_ms if summary.measured else summary.predicted_ms
+    Console().print(f"{'measured' if summary.measured else 'PREDICTED (not measured)'} {latency:.4f} ms against a "
+                    f"budget of {summary.budget_ms:.4f} ms: {summary.verdict}")
 
 
 @app.command("compress")
@@ -595,8 +379,8 @@ def compress_cmd(
     data: Optional[Path] = typer.Option(None, "--data", "-d", help="Dataset root with train/ and test/ (ImageFolder "
                                         "or CIFAR batches). The search scores on held-out train images; test is for "
                                         "the end. Required unless --resume."),
-    target: Optional[str] = typer.Option(None, "--target", "-t", help="Target name in hw_profiles/ or a .toml path. "
-                                         "Required unless --resume."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="Target name (see `hirelc targets`) or a "
+                                         ".toml path. Required unless --resume."),
     latency_budget: Optional[str] = typer.Option(None, "--latency-budget", "-b", help="Absolute (0.6ms, 600us) or a "
                                                  "fraction of the uncompressed model's measured latency (0.5x). "
                                                  "Required unless --resume."),
@@ -618,7 +402,7 @@ def compress_cmd(
                                           "or kill: finished stages and evaluations are reused, the search ends "
                                           "where an uninterrupted run would. Other flags may be left out; any "
                                           "given must match the run's."),
-    as_json: bool = _json_option(),
+    as_json: bool = json_option(),
 ):
     """Compress a trained model for a latency budget: search, apply for real, fine-tune, export, re-measure.
 
@@ -631,44 +415,39 @@ def compress_cmd(
           --data ../shared/datasets/cifar10 --target cpu-ort-1t --latency-budget 0.5x --evals 100 --run-dir runs/r56
       hirelc compress --resume runs/r56      # after a crash or kill -9
     """
-    from .compress import CompressConfig, SilentReporter, compress
-    from .resume import resumed_config
+    from .jobs import compress as library
 
-    values = {"model": model, "weights": _absolute(weights), "data": _absolute(data), "target": _absolute(target),
-              "latency_budget": latency_budget, "strategy": strategy, "evals": evals,
-              "finetune_epochs": finetune_epochs, "finetune_images": finetune_images,
-              "heldout_images": heldout_images, "test_per_class": test_per_class, "finalists": finalists,
-              "seed": seed, "table": _absolute(table_path)}
-    if resume:
-        if run_dir and run_dir.resolve() != resume.resolve():
-            raise InputError(f"--run-dir {run_dir}: a resumed run stays in its directory ({resume})")
-        given = {name: value for name, value in values.items() if _given(ctx, _PARAM_NAMES.get(name, name))}
-        config, run = resumed_config(CompressConfig, resume, given), resume
-    else:
-        missing = [flag for flag, value in (("--model", model), ("--weights", weights), ("--data", data),
-                                            ("--target", target), ("--latency-budget", latency_budget))
-                   if value is None]
-        if missing:
-            raise InputError(f"{', '.join(missing)}: required (unless --resume RUN_DIR)")
-        config = CompressConfig(**values)
-        config.check()
-        run = run_dir or _default_run_dir("compress", config.model, Path(config.target).stem)
+    options = {"strategy": strategy, "evals": evals, "finetune_epochs": finetune_epochs,
+               "finetune_images": finetune_images, "heldout_images": heldout_images, "test_per_class": test_per_class,
+               "finalists": finalists, "seed": seed, "table": _absolute(table_path)}
+    required = {"model": model, "weights": weights, "data": data, "target": target, "latency_budget": latency_budget}
     with _reporter() as reporter:
-        summary = compress(config, run, reporter or SilentReporter(), resume=resume is not None)
-    report = _write_report(run)
+        if resume:
+            if run_dir and run_dir.resolve() != resume.resolve():
+                raise InputError(f"--run-dir {run_dir}: a resumed run stays in its directory ({resume})")
+            given = {name: value for name, value in {**required, **options}.items()
+                     if _given(ctx, _PARAM_NAMES.get(name, name))}
+            given.update({k: _absolute(v) for k, v in given.items() if k in ("weights", "data", "target")})
+            result = library.resume(resume, reporter, **given)
+        else:
+            missing = ["--" + name.replace("_", "-") for name, value in required.items() if value is None]
+            if missing:
+                raise InputError(f"{', '.join(missing)}: required (unless --resume RUN_DIR)")
+            result = library.compress(**required, run_dir=run_dir, reporter=reporter, **options)
+    summary = result.summary
     if as_json:
-        _emit({**summary, "run_dir": str(run), "report": str(report)})
-    elif _state["quiet"]:
-        print(f"{summary['measured_ms']:.4f} ms (budget {summary['budget_ms']:.4f} ms, {summary['verdict']}), "
-              f"top-1 {100 * summary['top1_after']:.2f}%")
+        emit({**summary.to_dict(), "run_dir": str(result.run_dir), "report": str(result.report)})
+    elif state["quiet"]:
+        latency = summary.measured_ms if summary.measured else summary.predicted_ms
+        print(f"{latency:.4f} ms (budget {summary.budget_ms:.4f} ms, {summary.verdict}), "
+              f"top-1 {100 * summary.top1_after:.2f}%")
     else:
         _print_summary(summary)
-        console.print(f"run directory: {run}\nreport: {report}")
+        console.print(f"run directory: {result.run_dir}\nreport: {result.report}")
 
 
 def _absolute(value) -> Optional[str]:
-    """An existing path made absolute (the run records where its inputs were, wherever it is resumed from);
-    anything else (a name such as cpu-ort-1t, a missing path that will be reported later) unchanged."""
+    """An existing path made absolute (the run records where its inputs were); anything else unchanged."""
     if value is None:
         return None
     path = Path(value)
@@ -686,45 +465,31 @@ def _given(ctx: typer.Context, param: str) -> bool:
     return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
 
 
-@contextmanager
-def _reporter() -> Iterator:
-    """The compress progress display: rich bars on stderr, or None when quiet."""
-    if _state["quiet"]:
-        yield None
-        return
-    with _progress_bars() as bar:
-        yield _RichReporter(bar)
-
-
-def _write_report(run: Path) -> Path:
-    from .report import write_report
-
-    return write_report(run)
-
-
 @app.command("report")
 def report_cmd(run_dir: Path = typer.Argument(..., help="A run directory written by compress or profile."),
-               as_json: bool = _json_option()):
+               as_json: bool = json_option()):
     """Rebuild RUN_DIR/report.html from the run's records (also for an unfinished or crashed run).
 
     Example: hirelc report runs/20261123-101500-compress-resnet56-cpu-ort-1t
     """
-    report = _write_report(run_dir)
+    from .report import write_report
+
+    report = write_report(run_dir)
     if as_json:
-        _emit({"report": str(report)})
+        emit({"report": str(report)})
     else:
         print(report)
 
 
 @app.command("models")
-def models_cmd(as_json: bool = _json_option()):
+def models_cmd(as_json: bool = json_option()):
     """List the built-in models with their blocks and input shape.
 
     Example: hirelc models --json
     """
     if as_json:
-        _emit({name: {"input_shape": list(spec.input_shape), "num_classes": spec.num_classes,
-                      "blocks": [b.name for b in spec.blocks()]} for name, spec in MODELS.items()})
+        emit({name: {"input_shape": list(spec.input_shape), "num_classes": spec.num_classes,
+                     "blocks": [b.name for b in spec.blocks()]} for name, spec in MODELS.items()})
         return
     for name, spec in MODELS.items():
         blocks = spec.blocks()
@@ -732,30 +497,12 @@ def models_cmd(as_json: bool = _json_option()):
               f"inner widths {sorted({b.full_width for b in blocks})}")
 
 
-@app.command("targets")
-def targets_cmd(as_json: bool = _json_option()):
-    """List the targets in hw_profiles/.
-
-    Example: hirelc targets --json
-    """
-    if as_json:
-        _emit({name: {"path": t.path, "backend": t.backend, "execution_provider": t.execution_provider,
-                      "precisions": list(t.precisions), "threads": t.threads, "batch_size": t.batch_size,
-                      "description": t.description}
-               for name, t in ((n, load_target(n)) for n in available_targets())})
-        return
-    for name in available_targets():
-        t = load_target(name)
-        print(f"{name:14s} {t.backend}/{t.execution_provider} precisions {','.join(t.precisions)} "
-              f"threads {t.threads} batch {t.batch_size}  {t.description}")
-
-
 def main() -> None:
     """Console entry point: runs the app and turns HirelcError into one line and exit code 2."""
     try:
         app(standalone_mode=False)
     except HirelcError as exc:
-        if _state["debug"]:
+        if state["debug"]:
             raise
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

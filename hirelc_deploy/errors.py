@@ -26,7 +26,3 @@ class TargetError(InputError):
 
 class TableError(InputError):
     """A latency table is malformed, from another schema version or from another device."""
-
-
-class MeasurementError(HirelcError):
-    """A measurement could not be completed (e.g. the machine stayed too busy)."""

@@ -1,4 +1,5 @@
-"""The compression pipeline's stages wired together: data -> sensitivity -> apply a policy -> export."""
+"""The compression pipeline's stages wired together: data -> sensitivity -> apply a policy -> export through the
+target's backend."""
 
 from __future__ import annotations
 
@@ -11,17 +12,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .apply import DistillConfig, distill, prune_to_widths, recalibrate_batchnorm
+from .apply import DistillConfig, distill, make_permanent, prune_to_widths, recalibrate_batchnorm, sparsify
 from .data import ImageSet, Normalize, check_classes, dataset_labels, load_images, open_dataset, stratified_split
 from .errors import InputError
-from .export.artifact import write_artifact
 from .export.manifest import Manifest
-from .export.sparsity import make_permanent, sparsify
-from .export.trt_artifact import write_trt_artifact
-from .models import ModelSpec, load_weights
+from .latency.table import LatencyTable
+from .models import ModelSpec, get_model_spec, load_weights
 from .policy import Policy
+from .search import nearest_widths, plan_policy
 from .sensitivity import Sensitivity, compute_sensitivity
-from .targets import Target
+from .targets import Target, backend_of
 
 Progress = Callable[[str, int], None]
 
@@ -146,8 +146,8 @@ def export_policy(teacher: nn.Module, spec: ModelSpec, policy: Policy, target: T
                   config: DataConfig, distill_config: DistillConfig, out_dir: Path, table_fingerprint: dict,
                   sensitivity: Sensitivity | None = None, criterion: str = "fisher",
                   progress: Progress | None = None, sparse_blocks: Sequence[str] = ()) -> tuple[nn.Module, Manifest]:
-    """Apply ``policy`` for real, fine-tune, and write the deployable artifact with its manifest: ONNX with
-    ONNX Runtime INT8 for an onnxruntime target, the TensorRT-bound graph (and engine) for a tensorrt one."""
+    """Apply ``policy`` for real, fine-tune, and write the deployable artifact with its manifest through the
+    target's backend (ONNX with ONNX Runtime INT8; the TensorRT-bound graph and, where possible, its engine)."""
     check_policy(spec, policy, target)
     check_sparse_blocks(spec, policy, target, sparse_blocks)
     student, sparse_layers = apply_policy(teacher, spec, policy, data, config, distill_config, sensitivity,
@@ -158,10 +158,27 @@ def export_policy(teacher: nn.Module, spec: ModelSpec, policy: Policy, target: T
     finetune = {**asdict(distill_config), "train_images": len(data.train), "criterion": criterion,
                 "seed": config.seed}
     with torch.no_grad():
-        if target.backend == "tensorrt":
-            manifest = write_trt_artifact(student, teacher, policy, shape, calibration, checks, out_dir,
-                                          table_fingerprint, finetune, sparse_layers)
-        else:
-            manifest = write_artifact(student, teacher, policy, shape, calibration, checks, out_dir,
-                                      table_fingerprint, finetune)
+        manifest = backend_of(target).write_artifact(student, teacher, policy, shape, calibration, checks, out_dir,
+                                                      table_fingerprint, finetune, sparse_layers)
     return student, manifest
+
+
+def measure_sensitivity(model: str, weights: Path, data: Path, samples: int = 256, seed: int = 0,
+                        out: Path | None = None, on_sample: Callable[[], None] | None = None) -> Sensitivity:
+    """``hirelc sensitivity``: Fisher sensitivity per block of the trained ``model`` on ``samples`` held-out
+    training images of ``data`` (never its test split), also written to ``out`` when given."""
+    spec = get_model_spec(model)
+    config = DataConfig(seed=seed, train_images=1, heldout_images=samples, fisher_images=samples)
+    teacher = load_model(spec, weights)
+    sensitivity = sensitivity_of(teacher, spec, prepare_data(spec, Path(data), config), config, on_sample)
+    if out:
+        sensitivity.save(out)
+    return sensitivity
+
+
+def plan_uniform(table: LatencyTable, fraction: float, precision: str) -> Policy:
+    """``hirelc plan``: the same inner width fraction and precision in every block, with its predicted latency."""
+    if precision not in table.precisions:
+        raise InputError(f"--precision: '{precision}' not in the table ({', '.join(table.precisions)})")
+    return plan_policy(table, nearest_widths(table, fraction), [precision] * len(table.blocks),
+                       planned=f"uniform {fraction} {precision}")

@@ -15,23 +15,19 @@ import json
 import logging
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from .errors import InputError
-from .runs import atomic_write_text, read_json_object
+from .records import Candidate, CompressConfig, CompressRunConfig
+from .runs import RunFiles, atomic_write_text, read_json_object
 from .search.evaluate import EvalResult
 from .targets import Fingerprint
 from .targets.fingerprint import recorded_differences
 
 log = logging.getLogger(__name__)
 
-CANDIDATES = "candidates.jsonl"
-CONFIG = "config.json"
 
-C = TypeVar("C")
-
-
-def parse_candidates(path: Path) -> tuple[list[dict], bool]:
+def parse_candidates(path: Path) -> tuple[list[Candidate], bool]:
     """The evaluations in a ``candidates.jsonl`` file (none when it is absent) and whether its last line was
     cut short by a kill (that line is left out). A bad line anywhere else means the file was damaged by
     something else, and is an error naming the file and line. Reads only."""
@@ -50,27 +46,25 @@ def parse_candidates(path: Path) -> tuple[list[dict], bool]:
             if number < len(lines):
                 raise InputError(f"{path}: line {number} is not valid JSON (the file was damaged)") from None
             return records, True
-        if not isinstance(record, dict):
-            raise InputError(f"{path}: line {number} is not a JSON object")
-        records.append(record)
+        records.append(Candidate.from_dict(record, f"{path}: line {number}"))
     return records, False
 
 
-def read_candidates(run_dir: Path) -> list[dict]:
+def read_candidates(run_dir: Path) -> list[Candidate]:
     """The evaluations recorded in ``run_dir/candidates.jsonl``, ready to be appended to: a last line cut by a
     kill is dropped from the file too, so the next record starts on a fresh line."""
-    path = Path(run_dir) / CANDIDATES
+    path = Path(run_dir) / RunFiles.CANDIDATES
     records, cut = parse_candidates(path)
     if cut:
         log.warning("%s: dropping the last line, cut short by the interruption", path)
-        atomic_write_text(path, "".join(f"{json.dumps(r)}\n" for r in records))
+        atomic_write_text(path, "".join(f"{json.dumps(r.to_dict())}\n" for r in records))
     return records
 
 
-def evaluation_cache(records: list[dict]) -> dict[tuple, EvalResult]:
+def evaluation_cache(records: list[Candidate]) -> dict[tuple, EvalResult]:
     """The evaluator cache (keyed by widths and precisions) the recorded evaluations stand for."""
     names = [f.name for f in fields(EvalResult)]
-    return {(tuple(int(w) for w in r["widths"]), tuple(r["precisions"])): EvalResult(**{n: r[n] for n in names})
+    return {(tuple(r.widths), tuple(r.precisions)): EvalResult(**{n: getattr(r, n) for n in names})
             for r in records}
 
 
@@ -78,36 +72,37 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def resumed_config(config_type: type[C], run_dir: Path, given: dict[str, Any]) -> C:
-    """The configuration stored in ``run_dir/config.json``; every flag the user ``given`` again must agree
-    with it (a resumed run that changed its configuration would not be the same run)."""
-    path = Path(run_dir) / CONFIG
+def _stored(run_dir: Path) -> CompressRunConfig:
     if not Path(run_dir).is_dir():
         raise InputError(f"--resume {run_dir}: no such run directory")
-    stored = read_json_object(path, "run configuration", InputError)
-    if stored.get("command", "compress") != "compress":
-        raise InputError(f"--resume {run_dir}: it holds a {stored.get('command')} run, not a compress run")
-    names = [f.name for f in fields(config_type)]
-    missing = [n for n in names if n not in stored]
-    if missing:
-        raise InputError(f"{path}: not a compress configuration (no {', '.join(missing)})")
+    path = Path(run_dir) / RunFiles.CONFIG
+    command = read_json_object(path, "run configuration", InputError).get("command")
+    if command != "compress":
+        raise InputError(f"--resume {run_dir}: it holds a {command} run, not a compress run")
+    return CompressRunConfig.load(path)
+
+
+def resumed_config(run_dir: Path, given: dict[str, Any]) -> CompressConfig:
+    """The configuration stored in ``run_dir/config.json``; every flag the user ``given`` again must agree
+    with it (a resumed run that changed its configuration would not be the same run)."""
+    stored = asdict(_stored(run_dir).config)
     differing = [f"{_flag(k)} {v} (the run used {stored[k]})" for k, v in given.items()
-                 if k in names and v != stored[k]]
+                 if k in stored and v != stored[k]]
     if differing:
         raise InputError(f"--resume {run_dir}: the run was made with a different configuration: "
                          f"{'; '.join(differing)}")
-    return config_type(**{n: stored[n] for n in names})
+    return CompressConfig(**stored)
 
 
-def check_same_run(run_dir: Path, config: Any, weights_sha256: str, fingerprint: Fingerprint) -> None:
-    """Refuse to resume ``run_dir`` when its checkpoint contents or device differ from now."""
-    stored = read_json_object(Path(run_dir) / CONFIG, "run configuration", InputError)
-    if {k: stored.get(k) for k in asdict(config)} != asdict(config):
+def check_same_run(run_dir: Path, config: CompressConfig, weights_sha256: str, fingerprint: Fingerprint) -> None:
+    """Refuse to resume ``run_dir`` when its configuration, checkpoint contents or device differ from now."""
+    stored = _stored(run_dir)
+    if stored.config != config:
         raise InputError(f"--resume {run_dir}: the run was made with a different configuration")
-    if stored.get("weights_sha256") != weights_sha256:
+    if stored.weights_sha256 != weights_sha256:
         raise InputError(f"--resume {run_dir}: the checkpoint {config.weights} changed since the run started "
                          "(its sha256 differs)")
-    differences = recorded_differences(stored.get("fingerprint"), fingerprint)
+    differences = recorded_differences(stored.fingerprint, fingerprint)
     if differences:
         raise InputError(f"--resume {run_dir}: the run was started on another device or target settings "
                          f"({'; '.join(differences)}); its measurements do not hold here")

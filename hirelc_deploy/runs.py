@@ -1,12 +1,18 @@
-"""File I/O for records: atomic writes (a crash never leaves a file that looks complete but is not) and
-JSON reads with errors that name the file."""
+"""Run directories and file I/O for records.
+
+Every record is written atomically (a crash never leaves a file that looks complete but is not); JSON reads name
+the file in their errors. ``RunFiles`` is the one place that names the files of a run directory, and
+``COMPRESS_STAGES`` the one list of a compress run's stages with the records each leaves behind.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +89,63 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+class RunFiles:
+    """The files of a run directory (what each holds: ``records.py``)."""
+
+    CONFIG = "config.json"
+    STATUS = "status.json"
+    LOG = "run.log"
+    REPORT = "report.html"
+    TABLE = "latency_table.json"
+    TABLE_CALIBRATED = "latency_table_calibrated.json"
+    CALIBRATION = "calibration.json"
+    SENSITIVITY = "sensitivity.json"
+    BASELINE = "baseline.json"
+    CANDIDATES = "candidates.jsonl"
+    SEARCH = "search.json"
+    FINALISTS = "finalists.json"
+    POLICY = "policy.json"
+    ARTIFACTS = "artifacts"
+    MANIFEST = "artifacts/manifest.json"
+    BENCH = "bench.json"
+    FINAL_LATENCY = "final_latency.json"
+    SUMMARY = "summary.json"
+    VALIDATION = "validation.json"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage of a compress run: its name (progress, ``run.log``, ``status.json``) and the records it writes, in
+    order; a stage is done when its records exist."""
+
+    name: str
+    records: tuple[str, ...]
+
+
+COMPRESS_STAGES = (
+    Stage("the latency table", (RunFiles.TABLE,)),
+    Stage("the Fisher sensitivity", (RunFiles.SENSITIVITY,)),
+    Stage("the calibration of the table against real engines", (RunFiles.CALIBRATION, RunFiles.BASELINE)),
+    Stage("the search", (RunFiles.SEARCH,)),
+    Stage("the timing of the finalists", (RunFiles.FINALISTS, RunFiles.POLICY)),
+    Stage("fine-tuning and export", (RunFiles.MANIFEST,)),
+    Stage("the benchmark of the engine", (RunFiles.BENCH, RunFiles.FINAL_LATENCY, RunFiles.SUMMARY)),
+)
+TABLE_STAGE, SENSITIVITY_STAGE, CALIBRATION_STAGE, SEARCH_STAGE, FINALISTS_STAGE, EXPORT_STAGE, BENCH_STAGE = \
+    COMPRESS_STAGES
+
+
+def now() -> str:
+    """The time records are stamped with (UTC, seconds)."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def default_run_dir(kind: str, model: str, target: str) -> Path:
+    """``runs/STAMP-KIND-MODEL-TARGET`` under the current directory."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path.cwd() / "runs" / f"{stamp}-{kind}-{model}-{target}"
+
+
 class RunDirectory:
     """A run's directory: every input, intermediate record and output of one command, so it can be
     inspected and reproduced later. JSON records are written atomically; logs are appended line by line."""
@@ -93,15 +156,21 @@ class RunDirectory:
             self.create()
 
     def create(self) -> None:
-        """Make the directory (and its parents) if it does not exist."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Make the directory (and its parents) if it does not exist; one line naming it when that fails."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"--run-dir {self.root}: cannot create it ({exc.strerror or exc})") from None
+        if not os.access(self.root, os.W_OK):
+            raise InputError(f"--run-dir {self.root}: not writable")
 
     def path(self, name: str) -> Path:
+        """Where file ``name`` (one of ``RunFiles``) of this run lives."""
         return self.root / name
 
-    def write_json(self, name: str, obj: Any) -> Path:
-        atomic_write_json(self.path(name), obj)
-        return self.path(name)
+    def has(self, name: str) -> bool:
+        """Whether file ``name`` exists in the run directory."""
+        return self.path(name).is_file()
 
     def append_jsonl(self, name: str, obj: Any) -> None:
         """Append one JSON line and flush it to disk, so a crash loses at most the line being written."""

@@ -14,14 +14,20 @@ def shared_dir() -> Path:
     return Path(os.environ.get("HIRELC_SHARED", REPO_ROOT.parent / "shared"))
 
 
-def profiles_dir() -> Path:
-    """Directory of target TOML files (``$HIRELC_PROFILES``, default ``hw_profiles/`` in the repo)."""
-    return Path(os.environ.get("HIRELC_PROFILES", REPO_ROOT / "hw_profiles"))
+def hirelc_home() -> Path:
+    """The user's own targets and tables: ``$HIRELC_HOME``, default ``~/.hirelc``."""
+    return Path(os.environ.get("HIRELC_HOME", Path.home() / ".hirelc"))
+
+
+def user_targets_dir() -> Path:
+    """The user's target TOML files (looked up before the shipped ones): ``$HIRELC_PROFILES``, default
+    ``$HIRELC_HOME/targets``."""
+    return Path(os.environ.get("HIRELC_PROFILES", hirelc_home() / "targets"))
 
 
 def tables_dir() -> Path:
-    """Directory of latency tables (``$HIRELC_TABLES``, default ``latency_tables/`` in the repo)."""
-    return Path(os.environ.get("HIRELC_TABLES", REPO_ROOT / "latency_tables"))
+    """Measured latency tables: ``$HIRELC_TABLES``, default ``$HIRELC_HOME/tables``."""
+    return Path(os.environ.get("HIRELC_TABLES", hirelc_home() / "tables"))
 
 
 def cache_dir() -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,17 @@ profile_runs = 5
 max_retries = 0
 max_wait_s = 2.0
 """
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hirelc_home(tmp_path_factory):
+    """No test writes into the real ``~/.hirelc``: the session gets its own ``$HIRELC_HOME`` (subprocesses inherit
+    it), and the per-directory overrides are cleared so the home decides."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HIRELC_HOME", str(tmp_path_factory.mktemp("hirelc_home")))
+        patch.delenv("HIRELC_PROFILES", raising=False)
+        patch.delenv("HIRELC_TABLES", raising=False)
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -140,3 +152,17 @@ def tiny_problem(tmp_path_factory):
     evaluator = Evaluator(teacher, spec.input_shape, EvalData.from_prepared(data, bn_images=32,
                                                                             calibration_images=16), sensitivity)
     return SearchSpace(table), sensitivity, evaluator
+
+
+def hirelc(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """Run ``hirelc ARGS`` in this process through the real entry point; (exit code, stdout, stderr)."""
+    from hirelc_deploy.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["hirelc", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err

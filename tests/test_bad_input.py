@@ -4,37 +4,23 @@ written (the run directory is not even created). One test per kind of bad input,
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from hirelc_deploy.cli import main
-from hirelc_deploy.compress import _check_budget
+from hirelc_deploy.budget import parse_budget
 from hirelc_deploy.errors import InputError
 from hirelc_deploy.latency.table import BlockLatency, LatencyTable
 from hirelc_deploy.models import get_model_spec
-from hirelc_deploy.search.budget import parse_budget
 from hirelc_deploy.targets import current_fingerprint
 
-from .conftest import TINY_TARGET, make_image_folder
-
-
-def run_cli(monkeypatch, capsys, *args) -> tuple[int, str]:
-    """Run ``hirelc ARGS`` in this process; (exit code, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["hirelc", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err
+from .conftest import TINY_TARGET, hirelc, make_image_folder
 
 
 def fails(monkeypatch, capsys, *args) -> str:
     """Assert ``hirelc ARGS`` fails the way bad input must; the error line."""
-    code, err = run_cli(monkeypatch, capsys, *args)
+    code, _, err = hirelc(monkeypatch, capsys, *args)
     assert code == 2, err
     assert "Traceback" not in err
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
@@ -176,14 +162,17 @@ def test_budget_above_the_uncompressed_latency(monkeypatch, capsys, setup):
     assert not setup["run"].exists()
     # An absolute budget is checked against the uncompressed model once it has been timed.
     with pytest.raises(InputError, match=r"--latency-budget 5ms: 5.0000 ms is not below the uncompressed .* 4.0000"):
-        _check_budget(parse_budget("5ms"), 5.0, 1.0, 4.0)
+        parse_budget("5ms").resolve(4.0, 4.0, 1.0)
     with pytest.raises(InputError, match=r"below the fastest configuration the table allows, 1.0000 ms"):
-        _check_budget(parse_budget("0.5ms"), 0.5, 1.0, 4.0)
+        parse_budget("0.5ms").resolve(4.0, 4.0, 1.0)
+    # The table's fastest configuration scales with the drift from the table to the device.
+    with pytest.raises(InputError, match=r"below the fastest configuration the table allows, 2.0000 ms"):
+        parse_budget("1.5ms").resolve(8.0, 4.0, 1.0)
 
 
 def _stored_run(setup, name: str = "old-run", **change) -> Path:
     """A run directory as ``compress`` leaves it after its configuration is written (then killed)."""
-    from hirelc_deploy.compress import CompressConfig
+    from hirelc_deploy.records import CompressConfig, CompressRunConfig
     from hirelc_deploy.runs import sha256
     from hirelc_deploy.targets import load_target
 
@@ -193,9 +182,9 @@ def _stored_run(setup, name: str = "old-run", **change) -> Path:
     config = CompressConfig("resnet20", str(setup["weights"]), str(setup["data"]), args[args.index("--target") + 1],
                             "0.6x", table=str(setup["tmp"] / "table.json"))
     fingerprint = current_fingerprint(load_target(config.target)).to_dict()
-    record = {"command": "compress", **config.__dict__, "weights_sha256": sha256(setup["weights"]),
-              "fingerprint": fingerprint, **change}
-    (run / "config.json").write_text(json.dumps(record))
+    record = CompressRunConfig(config, str(setup["weights"]), sha256(setup["weights"]), str(run), "0", "now",
+                               fingerprint, {}).to_dict()
+    (run / "config.json").write_text(json.dumps({**record, **change}))
     setup["table"].save(run / "latency_table.json")
     return run
 
@@ -233,3 +222,14 @@ def test_run_directory_holding_a_run_is_not_overwritten(monkeypatch, capsys, set
     error = fails(monkeypatch, capsys, *setup["args"](**{"--run-dir": str(run)}))
     assert f"--run-dir {run}" in error and f"--resume {run}" in error
     assert _listing(run) == before
+
+
+@pytest.mark.parametrize("where", ["/proc/hirelc-run", "a-file/run"])
+def test_run_directory_that_cannot_be_created(monkeypatch, capsys, setup, tmp_path, where):
+    (tmp_path / "a-file").write_text("not a directory")
+    run = Path(where) if where.startswith("/") else tmp_path / where
+    error = fails(monkeypatch, capsys, *setup["args"](**{"--run-dir": str(run)}))
+    assert f"--run-dir {run}: cannot create it" in error
+    error = fails(monkeypatch, capsys, "profile", "--model", "resnet20", "--target", "trt-h100-b1", "--predict",
+                  "--run-dir", str(run))
+    assert f"--run-dir {run}: cannot create it" in error

@@ -36,7 +36,7 @@ def _command(tmp_path, shared, *args) -> list[str]:
 
 
 def _env(tmp_path) -> dict:
-    """Tables kept under ``tmp_path``, so a test profiles its own and never touches latency_tables/."""
+    """Tables kept under ``tmp_path``, so a test profiles its own and never touches a stored one."""
     return {**os.environ, "HIRELC_TABLES": str(tmp_path / "tables")}
 
 
@@ -70,7 +70,7 @@ def _candidates(run) -> list[dict]:
 def test_compress_end_to_end(uninterrupted):
     run, summary, tmp_path = uninterrupted
     config = json.loads((run / "config.json").read_text())
-    assert config["latency_budget"] == "0.6x" and config["evals"] == 6
+    assert config["config"]["latency_budget"] == "0.6x" and config["config"]["evals"] == 6
     assert config["weights_sha256"].startswith("12fca82f")
     candidates = _candidates(run)
     assert 1 <= len(candidates) <= 6
@@ -98,7 +98,7 @@ def test_compress_end_to_end(uninterrupted):
     assert summary.pop("run_dir") == str(run) and summary.pop("report") == str(run / "report.html")
     assert summary == json.loads((run / "summary.json").read_text())
     assert json.loads((run / "status.json").read_text())["state"] == "complete"
-    assert "stage: measuring finalists" in (run / "run.log").read_text()
+    assert "stage: the timing of the finalists" in (run / "run.log").read_text()
     assert (run / "report.html").stat().st_size > 10_000
 
 

@@ -4,8 +4,8 @@ import onnxruntime as ort
 import torch
 
 from hirelc_deploy.export import export_onnx, quantize_blocks
-from hirelc_deploy.latency.ort_runner import HEAD, STEM, node_owners
 from hirelc_deploy.models import get_model_spec
+from hirelc_deploy.models.naming import HEAD, STEM, BlockMapper
 
 
 def _optimized(path, tmp_path):
@@ -38,7 +38,7 @@ def test_per_block_int8_runs_quantized_kernels_only_where_asked(tmp_path):
     int8_blocks = [blocks[1], blocks[4]]
     q = quantize_blocks(fp32, tmp_path / "int8.onnx", [b.onnx_prefix for b in int8_blocks], calib)
     session, optimized = _optimized(q, tmp_path)
-    owners = node_owners(optimized, [b.onnx_prefix for b in blocks])
+    owners = BlockMapper(b.onnx_prefix for b in blocks).graph_owners(optimized)
     quantized_owners = {owners[n.name] for n in optimized.graph.node if n.op_type == "QLinearConv"}
     assert quantized_owners == {b.onnx_prefix for b in int8_blocks}
     # FP32 blocks keep float convolutions and get no DequantizeLinear of shared constants.
@@ -50,7 +50,7 @@ def test_per_block_int8_runs_quantized_kernels_only_where_asked(tmp_path):
     assert np.abs(out - ref).max() < 0.1 * np.abs(ref).max()
 
 
-def test_node_owners_give_optimizer_nodes_a_neighbours_block():
+def test_graph_owners_give_optimizer_nodes_a_neighbours_block():
     g = onnx.helper
     nodes = [
         g.make_node("Relu", ["x"], ["a"], name="/relu/Relu"),  # stem
@@ -61,7 +61,8 @@ def test_node_owners_give_optimizer_nodes_a_neighbours_block():
     ]
     vi = g.make_tensor_value_info
     graph = g.make_graph(nodes, "t", [vi("x", onnx.TensorProto.FLOAT, [1])], [vi("y", onnx.TensorProto.FLOAT, [1])])
-    owners = node_owners(g.make_model(graph), ["/layer1/layer1.0/", "/layer1/layer1.1/", "/layer1/layer1.10/"])
+    mapper = BlockMapper(["/layer1/layer1.0/", "/layer1/layer1.1/", "/layer1/layer1.10/"])
+    owners = mapper.graph_owners(g.make_model(graph))
     assert owners == {
         "/relu/Relu": STEM,
         "Transpose_token_1": "/layer1/layer1.0/",

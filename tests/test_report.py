@@ -14,8 +14,23 @@ import pytest
 from PIL import Image
 
 from hirelc_deploy.errors import InputError
+from hirelc_deploy.export.manifest import Manifest, file_entry
+from hirelc_deploy.latency.calibrate import Calibration
 from hirelc_deploy.latency.validate import ValidationReport, ValidationRow
 from hirelc_deploy.policy import Policy
+from hirelc_deploy.records import (
+    Baseline,
+    BenchResult,
+    Candidate,
+    CompressConfig,
+    CompressRunConfig,
+    CompressSummary,
+    Finalist,
+    Finalists,
+    ProfileRunConfig,
+    SearchRecord,
+    Status,
+)
 from hirelc_deploy.report import write_report
 from hirelc_deploy.report.plots import pareto_front
 from hirelc_deploy.sensitivity import BlockSensitivity, Sensitivity
@@ -32,15 +47,14 @@ def _json(path: Path, obj) -> None:
     path.write_text(json.dumps(obj, indent=1))
 
 
-def _candidates(table, strategies: list[str], per_strategy: int, rng) -> list[dict]:
+def _candidates(table, strategies: list[str], per_strategy: int, rng) -> list[Candidate]:
     rows = []
     for strategy in strategies:
         for index in range(per_strategy):
             widths = [int(rng.choice(b.widths)) for b in table.blocks]
             precisions = [str(rng.choice(["fp32", "int8"])) for _ in table.blocks]
-            rows.append({"strategy": strategy, "index": index, "widths": widths, "precisions": precisions,
-                         "predicted_ms": table.predict(widths, precisions), "top1": float(rng.uniform(0.5, 0.9)),
-                         "agreement": 0.9, "kl": 0.1, "seconds": 0.5, "cached": False})
+            rows.append(Candidate(strategy, index, widths, precisions, table.predict(widths, precisions),
+                                  float(rng.uniform(0.5, 0.9)), 0.9, 0.1, 0.5, False))
     return rows
 
 
@@ -50,56 +64,56 @@ def make_compress_run(root: Path, strategies=("hirelc",), per_strategy: int = 8)
     table = random_table(0, 5)
     table.save(root / "latency_table.json")
     strategy = strategies[0]
-    _json(root / "config.json", {
-        "command": "compress", "model": "random", "target": "cpu-ort-1t", "latency_budget": "0.6x",
-        "strategy": strategy, "evals": per_strategy, "seed": 0, "created": "2026-01-01T00:00:00+00:00",
-        "fingerprint": FINGERPRINT, "versions": {"python": "3.11", "torch": "2", "onnxruntime": "1"}})
+    config = CompressConfig("random", "w.th", "data", "cpu-ort-1t", "0.6x", strategy=strategy, evals=per_strategy)
+    CompressRunConfig(config, "w.th", "0" * 64, str(root), "0.1.0", "2026-01-01T00:00:00+00:00", FINGERPRINT,
+                      {"python": "3.11", "torch": "2", "onnxruntime": "1"}).save(root / "config.json")
     Sensitivity("random", 16, [BlockSensitivity(b.name, 100, float(rng.uniform(1, 9)), 0.1, float(rng.uniform()))
                                for b in table.blocks]).save(root / "sensitivity.json")
-    _json(root / "calibration.json", {"factors": {"fp32": 1.0, "int8": 1.0, "boundaries": 1.0}, "points": []})
+    Calibration({"fp32": 1.0, "int8": 1.0, "boundaries": 1.0}).save(root / "calibration.json")
     rows = _candidates(table, list(strategies), per_strategy, rng)
-    budget_table_ms = float(np.median([r["predicted_ms"] for r in rows]))
+    budget_table_ms = float(np.median([r.predicted_ms for r in rows]))
     drift = 1.1
-    _json(root / "baseline.json", {"uncompressed_ms": 2.0, "table_predicted_ms": 2.0 / drift, "table_drift": drift,
-                                   "budget_ms": budget_table_ms * drift, "budget_table_ms": budget_table_ms})
-    (root / "candidates.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    feasible = sorted((r for r in rows if r["predicted_ms"] <= budget_table_ms), key=lambda r: -r["top1"])[:3]
+    Baseline(2.0, 2.0 / drift, drift, budget_table_ms * drift, budget_table_ms, "measured here").save(
+        root / "baseline.json")
+    (root / "candidates.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n" for r in rows))
+    feasible = sorted((r for r in rows if r.predicted_ms <= budget_table_ms), key=lambda r: -r.top1)[:3]
     chosen = feasible[0]
-    _json(root / "search.json", {"strategy": strategy, "evals_allowed": per_strategy, "evals_used": per_strategy})
-    _json(root / "finalists.json", [
-        {"index": r["index"], "top1": r["top1"], "predicted_ms": r["predicted_ms"],
-         "measured_ms": r["predicted_ms"] * drift * 1.03, "spread_ms": 0.01, "uncompressed_ms": 2.0,
-         "budget_ms": budget_table_ms * drift, "meets_budget": True} for r in feasible])
-    Policy.from_lists("random", "cpu-ort-1t", [b.name for b in table.blocks], chosen["widths"], chosen["precisions"],
-                      predicted_latency_ms=chosen["predicted_ms"],
-                      notes={"strategy": strategy, "evaluation": chosen["index"], "proxy_top1": chosen["top1"]}
-                      ).save(root / "policy.json")
-    (root / "artifacts").mkdir()
-    (root / "artifacts" / "model.onnx").write_bytes(b"engine bytes")
-    (root / "artifacts" / "baseline_fp32.onnx").write_bytes(b"baseline bytes, larger")
-    _json(root / "artifacts" / "manifest.json", {"model": "random", "files": {
-        name: {"sha256": hashlib.sha256((root / "artifacts" / name).read_bytes()).hexdigest(), "bytes": 1}
-        for name in ("model.onnx", "baseline_fp32.onnx")}})
-    _json(root / "bench.json", {"artifact": "model.onnx"})
-    measured = chosen["predicted_ms"] * drift * 1.0123456
-    summary = {
-        "model": "random", "target": "cpu-ort-1t", "strategy": strategy, "budget": "0.6x",
-        "budget_ms": budget_table_ms * drift, "table": "measured here", "uncompressed_ms_at_start": 2.0,
-        "table_drift": drift, "predicted_ms": chosen["predicted_ms"] * drift,
-        "predicted_table_ms": chosen["predicted_ms"], "measured_ms": measured,
-        "measured_rounds_ms": [measured * 0.97, measured, measured * 1.2], "uncompressed_ms": 2.1,
-        "uncompressed_rounds_ms": [2.0, 2.1, 2.2], "speedup": 2.1 / measured, "budget_ratio": 0.9,
-        "meets_budget": True, "verdict": "meets the budget", "top1_before": 0.8, "top1_after": 0.79,
-        "test_images": 123, "bytes_before": 1_000_000, "bytes_after": 300_000, "proxy_top1": chosen["top1"]}
-    _json(root / "summary.json", summary)
-    return summary
+    SearchRecord(strategy, 0, per_strategy, per_strategy, budget_table_ms, 1.0, chosen.index,
+                 chosen.to_dict()).save(root / "search.json")
+    Finalists([Finalist(r.index, r.widths, r.precisions, r.top1, r.predicted_ms, r.predicted_ms * drift * 1.03, 0.01,
+                        2.0, budget_table_ms * drift, True, r is chosen) for r in feasible]
+              ).save(root / "finalists.json")
+    policy = Policy.from_lists("random", "cpu-ort-1t", [b.name for b in table.blocks], chosen.widths, chosen.precisions,
+                               predicted_latency_ms=chosen.predicted_ms,
+                               notes={"strategy": strategy, "evaluation": chosen.index, "proxy_top1": chosen.top1})
+    policy.save(root / "policy.json")
+    artifacts = root / "artifacts"
+    artifacts.mkdir()
+    (artifacts / "model.onnx").write_bytes(b"engine bytes")
+    (artifacts / "baseline_fp32.onnx").write_bytes(b"baseline bytes, larger")
+    Manifest("random", "cpu-ort-1t", policy.to_dict(), chosen.predicted_ms, "measured", {},
+             {name: file_entry(artifacts / name) for name in ("model.onnx", "baseline_fp32.onnx")}).write(artifacts)
+    BenchResult("model.onnx", "cpu-ort-1t", FINGERPRINT, [1, 3, 32, 32], 12).save(root / "bench.json")
+    measured = chosen.predicted_ms * drift * 1.0123456
+    summary = CompressSummary(
+        model="random", target="cpu-ort-1t", strategy=strategy, backend="onnxruntime", latency_kind="measured",
+        table_kind="measured", table="measured here", budget="0.6x", budget_ms=budget_table_ms * drift,
+        budget_ratio=0.9, meets_budget=True, verdict="meets the budget", table_drift=drift,
+        uncompressed_ms_at_start=2.0, predicted_ms=chosen.predicted_ms * drift, predicted_table_ms=chosen.predicted_ms,
+        predicted_uncompressed_ms=2.0, measured_ms=measured, measured_rounds_ms=[measured * 0.97, measured,
+                                                                                 measured * 1.2],
+        uncompressed_ms=2.1, uncompressed_rounds_ms=[2.0, 2.1, 2.2], speedup=2.1 / measured, top1_before=0.8,
+        top1_after=0.79, test_images=123, top1_through="the exported model", bytes_before=1_000_000,
+        bytes_after=300_000, proxy_top1=chosen.top1)
+    summary.save(root / "summary.json")
+    return summary.to_dict()
 
 
 def make_profile_run(root: Path, validate: int = 3) -> ValidationReport:
     """A profile run directory: config, latency table and (when ``validate``) validation records."""
     table = random_table(1, 4)
-    _json(root / "config.json", {"command": "profile", "model": "random", "target": "cpu-ort-1t", "fractions": None,
-                                 "validate": validate, "seed": 0, "table": None, "fingerprint": FINGERPRINT})
+    ProfileRunConfig("random", "cpu-ort-1t", "cpu-ort-1t.toml", FINGERPRINT, validate=validate).save(
+        root / "config.json")
     table.save(root / "latency_table.json")
     full = [b.full_width for b in table.blocks]
     half = [b.widths[-2] for b in table.blocks]
@@ -108,7 +122,7 @@ def make_profile_run(root: Path, validate: int = 3) -> ValidationReport:
             ValidationRow("int8-half", half, ["int8"] * len(half), 0.5, 0.56, 0.03),
             ValidationRow("random<0>", half, mixed, 0.7, 0.68, 0.01)]
     report = ValidationReport("random", "cpu-ort-1t", rows)
-    _json(root / "validation.json", report.to_dict())
+    report.save(root / "validation.json")
     return report
 
 
@@ -193,8 +207,8 @@ def test_incomplete_run_renders_what_exists(tmp_path):
 def test_failed_run_shows_its_status(tmp_path):
     make_compress_run(tmp_path)
     (tmp_path / "summary.json").unlink()
-    _json(tmp_path / "status.json", {"state": "failed", "stage": "benchmarking the engine",
-                                     "error": "engine <crashed>", "updated": "2026-01-01T00:00:00+00:00"})
+    Status("failed", "benchmarking the engine", "2026-01-01T00:00:00+00:00", "engine <crashed>").save(
+        tmp_path / "status.json")
     html = write_report(tmp_path).read_text(encoding="utf-8")
     assert "incomplete run: no summary.json yet" in html
     assert "status.json: failed at stage “benchmarking the engine”" in html

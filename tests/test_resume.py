@@ -7,8 +7,10 @@ import json
 
 import pytest
 
-from hirelc_deploy.compress import CompressConfig, SilentReporter, _search
 from hirelc_deploy.errors import InputError
+from hirelc_deploy.jobs.compress import checkpointed_search as _search
+from hirelc_deploy.progress import SilentReporter
+from hirelc_deploy.records import Candidate, CompressConfig, CompressRunConfig
 from hirelc_deploy.resume import read_candidates, resumed_config
 from hirelc_deploy.runs import RunDirectory
 from hirelc_deploy.search.evaluate import Evaluator
@@ -25,7 +27,7 @@ class KillAfter(SilentReporter):
     def __init__(self, steps: int):
         self.steps = steps
 
-    def advance(self, steps: int = 1) -> None:
+    def advance(self, steps: int = 1, detail: str | None = None) -> None:
         self.steps -= steps
         if self.steps == 0:
             raise Killed
@@ -84,15 +86,17 @@ def _lines_without_cut(run: RunDirectory) -> list[dict]:
 
 
 def test_damaged_candidates_file_is_an_error_naming_it(tmp_path):
-    (tmp_path / "candidates.jsonl").write_text('{"index": 0}\nnot json\n{"index": 2}\n')
+    line = json.dumps(Candidate("hirelc", 0, [8], ["fp32"], 1.0, 0.5, 0.5, 0.1, 1.0, False).to_dict())
+    (tmp_path / "candidates.jsonl").write_text(f"{line}\nnot json\n{line}\n")
     with pytest.raises(InputError, match=r"candidates.jsonl: line 2"):
         read_candidates(tmp_path)
 
 
 def test_resume_with_a_different_configuration_names_the_flag(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"command": "compress", **_config("hirelc").__dict__}))
-    assert resumed_config(CompressConfig, tmp_path, {"evals": EVALS}) == _config("hirelc")
+    CompressRunConfig(_config("hirelc"), "w.th", "0" * 64, str(tmp_path), "0", "now", {}, {}).save(
+        tmp_path / "config.json")
+    assert resumed_config(tmp_path, {"evals": EVALS}) == _config("hirelc")
     with pytest.raises(InputError, match=r"--resume .*--evals 50 \(the run used 6\)"):
-        resumed_config(CompressConfig, tmp_path, {"evals": 50})
+        resumed_config(tmp_path, {"evals": 50})
     with pytest.raises(InputError, match=r"--resume .*no such run directory"):
-        resumed_config(CompressConfig, tmp_path / "nope", {})
+        resumed_config(tmp_path / "nope", {})

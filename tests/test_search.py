@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hirelc_deploy.budget import parse_budget
 from hirelc_deploy.errors import InputError
 from hirelc_deploy.latency.table import LatencyTable
 from hirelc_deploy.search import SearchSpace
-from hirelc_deploy.search.budget import parse_budget
 from hirelc_deploy.search.prior import DamageModel
 from hirelc_deploy.search.registry import STRATEGIES, get_strategy
 from hirelc_deploy.search.run import run_search
@@ -77,8 +77,15 @@ def test_action_wall_leaves_feasible_configurations_alone():
 
 def test_budget_below_the_fastest_configuration_names_it():
     space = SearchSpace(random_table(5, 3))
+    budget = parse_budget(f"{space.fastest_ms * 0.5}ms")
     with pytest.raises(InputError, match=f"{space.fastest_ms:.4f}"):
-        space.check_budget(space.fastest_ms * 0.5)
+        budget.resolve(space.uncompressed_ms, space.uncompressed_ms, space.fastest_ms)
+
+
+def test_resolved_budget_is_in_device_ms_and_table_units():
+    resolved = parse_budget("0.5x").resolve(uncompressed_ms=3.0, table_uncompressed_ms=2.0, table_fastest_ms=0.5)
+    assert resolved.drift == pytest.approx(1.5)
+    assert resolved.ms == pytest.approx(1.5) and resolved.table_ms == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("text,ms,relative", [("0.6ms", 0.6, False), ("600us", 0.6, False), ("0.5x", 0.5, True),
@@ -86,7 +93,7 @@ def test_budget_below_the_fastest_configuration_names_it():
 def test_budget_parsing(text, ms, relative):
     budget = parse_budget(text)
     assert budget.relative is relative
-    assert budget.milliseconds(2.0) == pytest.approx(ms * 2.0 if relative else ms)
+    assert budget.ms_against(2.0) == pytest.approx(ms * 2.0 if relative else ms)
 
 
 @pytest.mark.parametrize("text", ["", "fast", "0.6", "-1ms", "0ms", "1.5x", "2s"])

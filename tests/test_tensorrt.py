@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from hirelc_deploy.export.tensorrt import (
+from hirelc_deploy.models.naming import BlockMapper
+from hirelc_deploy.runtime.tensorrt import (
     TensorRTError,
     check_precisions,
-    layer_blocks,
     network_flags,
     parse_version,
     require_tensorrt,
@@ -20,7 +20,7 @@ from hirelc_deploy.export.tensorrt import (
     tensorrt_version,
     unchecked_blocks,
 )
-from hirelc_deploy.latency.trt_runner import block_times
+from hirelc_deploy.runtime.tensorrt_runner import block_times
 
 B0, B1, B2 = "/layer1/layer1.0/", "/layer1/layer1.1/", "/layer2/layer2.0/"
 PREFIXES = [B0, B1, B2]
@@ -119,12 +119,13 @@ def test_tensor_precision_reads_every_spelling(text, precision):
 def test_fused_and_reformat_layer_names_map_to_their_blocks():
     spanning = ("/layer1/layer1.0/conv2/Conv + /layer1/layer1.0/Add + /layer1/layer1.0/relu_1/Relu + "
                 "/layer1/layer1.1/layer1_layer1.0_relu_1_Relu_output_0_int8/Q")
-    assert layer_blocks(spanning, PREFIXES) == [B0, B1]
-    assert layer_blocks("Reformatting CopyNode for Input Tensor 0 to /layer1/layer1.1/conv1/Conv + "
-                        "/layer1/layer1.0/relu_1/Relu_output_0_fp32/Cast", PREFIXES) == [B1, B0]
-    assert layer_blocks("/conv1/Conv + /relu/Relu", PREFIXES) == []
+    mapper = BlockMapper(PREFIXES)
+    assert mapper.mentioned(spanning) == [B0, B1]
+    assert mapper.mentioned("Reformatting CopyNode for Input Tensor 0 to /layer1/layer1.1/conv1/Conv + "
+                        "/layer1/layer1.0/relu_1/Relu_output_0_fp32/Cast") == [B1, B0]
+    assert mapper.mentioned("/conv1/Conv + /relu/Relu") == []
     # Prefixes end with '/', so block 1 is not found inside block 10's names.
-    assert layer_blocks("/features/features.10/conv/conv.0/Conv", ["/features/features.1/"]) == []
+    assert BlockMapper(["/features/features.1/"]).mentioned("/features/features.10/conv/conv.0/Conv") == []
 
 
 def test_a_well_built_mixed_engine_passes():
@@ -171,7 +172,7 @@ def test_block_times_charge_fused_layers_to_their_convolution_and_stem_head():
         "/linear/Gemm": 0.75,
         "__myl_Cast_myl9_2": 0.125,  # made up by TensorRT, after the blocks: the head's
     }
-    per_block, stem, head = block_times(layer_ms, PREFIXES)
+    per_block, stem, head = block_times(layer_ms, BlockMapper(PREFIXES))
     # Block 0's conv2 carries block 1's input quantization: the layer is block 0's, like the reformat it feeds.
     assert per_block == {B0: pytest.approx(0.5 + 2.0 + 3.0), B1: pytest.approx(2.0), B2: 0.0}
     assert stem == pytest.approx(1.0)
@@ -210,31 +211,36 @@ def test_require_tensorrt_explains_what_is_missing(monkeypatch):
         require_tensorrt()
 
 
-def test_profile_tensorrt_refuses_a_cpu_target(tiny_target):
-    from hirelc_deploy.errors import TargetError
-    from hirelc_deploy.latency.trt_runner import profile_tensorrt
+def test_backends_say_whether_this_machine_can_measure(monkeypatch, tiny_target):
+    from hirelc_deploy.targets import backend_of, load_target
 
-    with pytest.raises(TargetError, match="not tensorrt"):
-        profile_tensorrt("resnet20", tiny_target)
+    assert backend_of(tiny_target).name == "onnxruntime" and backend_of(tiny_target).unavailable() is None
+    trt = backend_of(load_target("trt-h100-b1"))
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # the import fails, as on a machine without TensorRT
+    assert trt.name == "tensorrt" and "tensorrt is not installed" in trt.unavailable()
 
 
-needs_gpu = pytest.mark.skipif(tensorrt_version() is None or not torch.cuda.is_available(),
-                               reason="needs the tensorrt package and an NVIDIA GPU")
+def needs_gpu(test):
+    """A test that builds and runs real engines: marked gpu and tensorrt, skipped where either is missing."""
+    skip = pytest.mark.skipif(tensorrt_version() is None or not torch.cuda.is_available(),
+                              reason="needs the tensorrt package and an NVIDIA GPU")
+    return pytest.mark.gpu(pytest.mark.tensorrt(skip(test)))
 
 
 @pytest.fixture(scope="module")
 def resnet20_engine(tmp_path_factory):
     """ResNet-20 with blocks cycling INT8, FP16, FP32, built twice with one timing cache."""
-    from hirelc_deploy.export.tensorrt import build_engine
-    from hirelc_deploy.latency.variants import build_trt_variant
     from hirelc_deploy.models import get_model_spec
+    from hirelc_deploy.runtime.tensorrt import build_engine
+    from hirelc_deploy.targets import get_backend
 
     tmp = tmp_path_factory.mktemp("trt")
     spec = get_model_spec("resnet20")
     blocks = spec.blocks()
     precisions = tuple(("int8", "fp16", "fp32")[i % 3] for i in range(len(blocks)))
     onnx_path = tmp / "resnet20.onnx"
-    build_trt_variant(spec, [b.full_width for b in blocks], precisions, (1, *spec.input_shape), onnx_path)
+    get_backend("tensorrt").build_variant(spec, [b.full_width for b in blocks], precisions, (1, *spec.input_shape),
+                                          onnx_path)
     first = build_engine(onnx_path, tmp / "first.engine", tmp / "timing.cache")
     build = build_engine(onnx_path, tmp / "resnet20.engine", tmp / "timing.cache")
     return spec, dict(zip((b.onnx_prefix for b in blocks), precisions)), first, build
@@ -242,7 +248,7 @@ def resnet20_engine(tmp_path_factory):
 
 @needs_gpu
 def test_real_engine_is_built_and_runs_each_block_in_its_precision(resnet20_engine):
-    from hirelc_deploy.export.tensorrt import load_layer_info
+    from hirelc_deploy.runtime.tensorrt import load_layer_info
 
     _, expected, first, build = resnet20_engine
     assert build.engine_path.stat().st_size > 0 and build.timing_cache_path.stat().st_size > 0
@@ -253,7 +259,7 @@ def test_real_engine_is_built_and_runs_each_block_in_its_precision(resnet20_engi
 
 @needs_gpu
 def test_real_engine_is_timed_and_profiled_per_block(resnet20_engine):
-    from hirelc_deploy.latency.trt_runner import profile_layers, time_engines
+    from hirelc_deploy.runtime.tensorrt_runner import profile_layers, time_engines
     from hirelc_deploy.targets import MeasureSettings
 
     _, expected, first, build = resnet20_engine
@@ -262,7 +268,7 @@ def test_real_engine_is_timed_and_profiled_per_block(resnet20_engine):
     timings = time_engines({"a": first.engine_path, "b": build.engine_path}, settings)
     assert set(timings) == {"a", "b"} and all(t.median_ms > 0 and t.bursts == 3 for t in timings.values())
     layer_ms = profile_layers(build.engine_path, runs=10, warmup=5)
-    per_block, stem, head = block_times(layer_ms, list(expected))
+    per_block, stem, head = block_times(layer_ms, BlockMapper(expected))
     assert all(ms > 0 for ms in per_block.values()) and stem > 0 and head > 0
     assert sum(per_block.values()) + stem + head == pytest.approx(sum(layer_ms.values()))
 

@@ -11,15 +11,17 @@ Writes a Markdown table and a JSON file (default: tools/results/latency_table.{m
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
 from rich.console import Console
 
-from hirelc_deploy.latency import default_table_path, profile, validate
+from hirelc_deploy.jobs.profile import measure_table
+from hirelc_deploy.latency import default_table_path, validate
 from hirelc_deploy.runs import atomic_write_json, atomic_write_text
 from hirelc_deploy.settings import REPO_ROOT, tables_dir
-from hirelc_deploy.targets import load_target
+from hirelc_deploy.targets import backend_of, load_target
 
 DEFAULT_PAIRS = ["resnet18:cpu-ort-1t", "resnet56:cpu-ort-1t"]
 
@@ -50,12 +52,16 @@ def _markdown(results: list[dict]) -> str:
 
 
 def main() -> None:
+    # The benchmarks read and write the repository's measured tables (their committed inputs), not the user's
+    # $HIRELC_HOME/tables; an explicit $HIRELC_TABLES still wins.
+    os.environ.setdefault("HIRELC_TABLES", str(REPO_ROOT / "latency_tables"))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", nargs="+", default=DEFAULT_PAIRS, help="MODEL:TARGET pairs")
     parser.add_argument("--validate", type=int, default=12, help="random configurations per pair")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "tools" / "results" / "latency_table")
-    parser.add_argument("--save-tables", action="store_true", help="also write the tables to latency_tables/")
+    parser.add_argument("--save-tables", action="store_true",
+                        help="also write the tables to $HIRELC_TABLES (default latency_tables/)")
     args = parser.parse_args()
     console = Console()
     results = []
@@ -64,12 +70,12 @@ def main() -> None:
         target = load_target(target_name)
         console.print(f"[bold]{model} on {target.name}[/]: profiling")
         start = time.perf_counter()
-        table = profile(model, target)
+        table = measure_table(model, target)
         profile_s = time.perf_counter() - start
         if args.save_tables:
             table.save(default_table_path(tables_dir(), model, target.name))
         console.print(f"  profiled in {profile_s:.1f} s; validating {args.validate + 2} configurations")
-        report = validate(table, target, args.validate, args.seed)
+        report = validate(table, target, args.validate, backend_of(target).measure_configs, args.seed)
         results.append({"model": model, "target": target.name, "profile_s": profile_s,
                          "networks_profiled": table.method["networks_profiled"], "fingerprint": table.fingerprint,
                          "validation": report.to_dict()})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -29,7 +30,8 @@ from hirelc_deploy.data import open_dataset
 from hirelc_deploy.errors import HirelcError
 from hirelc_deploy.export import load_manifest
 from hirelc_deploy.export.artifact import write_artifact
-from hirelc_deploy.latency import default_table_path, load_table, profile
+from hirelc_deploy.jobs.profile import measure_table
+from hirelc_deploy.latency import default_table_path, load_table
 from hirelc_deploy.models import get_model_spec
 from hirelc_deploy.pipeline import DataConfig, apply_policy, load_model, prepare_data, sensitivity_of, static_batches
 from hirelc_deploy.runs import atomic_write_json, atomic_write_text
@@ -97,6 +99,9 @@ def _markdown(rows: list[dict], meta: dict) -> str:
 
 
 def main() -> None:
+    # The benchmarks read and write the repository's measured tables (their committed inputs), not the user's
+    # $HIRELC_HOME/tables; an explicit $HIRELC_TABLES still wins.
+    os.environ.setdefault("HIRELC_TABLES", str(REPO_ROOT / "latency_tables"))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--targets", nargs="+", default=["cpu-ort-1t", "cpu-ort-b32"])
     parser.add_argument("--data", type=Path, default=shared_dir() / "datasets" / "cifar10")
@@ -132,7 +137,7 @@ def main() -> None:
             table.check_device(current_fingerprint(target), source=str(table_path))
         else:
             console.print(f"profiling {MODEL} on {target.name}")
-            table = profile(MODEL, target)
+            table = measure_table(MODEL, target)
             table.save(table_path)
         shape = (target.batch_size, *spec.input_shape)
         calibration = static_batches(data.train, data, target.batch_size, config.calibration_images)

@@ -20,6 +20,7 @@ prints a table per target and writes ``tools/results/bench_search.json`` (and ``
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -30,21 +31,19 @@ from rich.console import Console
 from rich.table import Table
 
 from hirelc_deploy.apply import DistillConfig
-from hirelc_deploy.bench import bench
-from hirelc_deploy.compress import calibrated_space, final_latency, verify_finalists
+from hirelc_deploy.budget import parse_budget
 from hirelc_deploy.data import Normalize, load_images, open_dataset
-from hirelc_deploy.isolation import run_isolated
-from hirelc_deploy.latency.reuse import ensure_table
+from hirelc_deploy.jobs.compress import calibrated_space, final_latency, verdict, verify_finalists
+from hirelc_deploy.jobs.profile import ensure_table
 from hirelc_deploy.models import get_model_spec
 from hirelc_deploy.pipeline import DataConfig, export_policy, load_model, prepare_data, sensitivity_of
 from hirelc_deploy.runs import atomic_write_json, atomic_write_text
 from hirelc_deploy.search import SearchSpace
-from hirelc_deploy.search.budget import parse_budget
 from hirelc_deploy.search.evaluate import EvalData, Evaluator
 from hirelc_deploy.search.registry import STRATEGIES
 from hirelc_deploy.search.run import run_search
 from hirelc_deploy.settings import REPO_ROOT, shared_dir, tables_dir
-from hirelc_deploy.targets import current_fingerprint, load_target
+from hirelc_deploy.targets import backend_of, current_fingerprint, load_target
 
 MODEL = "resnet56"
 
@@ -73,8 +72,18 @@ def _spread(values: list[float]) -> dict:
 
 
 def main() -> int:
+    # The benchmarks read and write the repository's measured tables (their committed inputs), not the user's
+    # $HIRELC_HOME/tables; an explicit $HIRELC_TABLES still wins.
+    os.environ.setdefault("HIRELC_TABLES", str(REPO_ROOT / "latency_tables"))
     args = _args()
     console = Console()
+    # Inputs checked before minutes of data loading and searching.
+    budgets = {text: parse_budget(text, "--budgets") for text in args.budgets.split(",")}
+    targets = {name: load_target(name) for name in args.targets.split(",")}
+    for target in targets.values():
+        if not backend_of(target).calibrates:
+            raise SystemExit(f"{target.name}: compress neither calibrates the table nor times finalists on "
+                             f"{target.backend} targets, and this benchmark measures every strategy through both")
     spec = get_model_spec(MODEL)
     data_root = shared_dir() / "datasets" / "cifar10"
     teacher = load_model(spec, shared_dir() / "models" / "cifar10-resnet" / "resnet56-4bfd9763.th")
@@ -89,26 +98,27 @@ def main() -> int:
     report = {"model": MODEL, "evals": args.evals, "seeds": seeds, "heldout_images": args.heldout_images,
               "finetune": {"images": args.finetune_images, "epochs": args.finetune_epochs},
               "test_images": len(test), "targets": {}}
-    for target_name in args.targets.split(","):
-        target = load_target(target_name)
-        table, source = ensure_table(MODEL, target, tables_dir(), None)
+    for target_name, target in targets.items():
+        backend = backend_of(target)
+        table, source = ensure_table(MODEL, target, tables_dir())
         # Calibrated once per target, against the tighter budget's configurations (compress does it per run).
-        budgets = {text: parse_budget(text) for text in args.budgets.split(",")}
         raw_uncompressed_ms = SearchSpace(table, target.precisions).uncompressed_ms
-        tightest = min(budgets.values(), key=lambda b: b.milliseconds(raw_uncompressed_ms))
-        space, calibration, uncompressed_ms = calibrated_space(table, spec, target, sensitivity, tightest)
-        drift = uncompressed_ms / space.uncompressed_ms
+        tightest = min(budgets.values(), key=lambda b: b.ms_against(raw_uncompressed_ms))
+        space, calibration, uncompressed_ms = calibrated_space(table, spec, target, sensitivity, tightest, backend)
+        # Every budget against the uncompressed model just measured, checked feasible (as compress does) before
+        # any search starts.
+        resolved = {text: budget.resolve(uncompressed_ms, space.uncompressed_ms, space.fastest_ms)
+                    for text, budget in budgets.items()}
         target_report = report["targets"][target_name] = {
             "table": source, "calibration": calibration.to_dict(), "fingerprint": current_fingerprint(target).to_dict(),
-            "uncompressed_ms": uncompressed_ms, "table_drift": drift, "budgets": {}}
+            "uncompressed_ms": uncompressed_ms, "table_drift": uncompressed_ms / space.uncompressed_ms, "budgets": {}}
         found = {}
-        for budget_text, budget in budgets.items():
-            budget_ms = budget.milliseconds(uncompressed_ms)
-            target_report["budgets"][budget_text] = {"budget_ms": budget_ms, "strategies": {}}
+        for budget_text, now in resolved.items():
+            target_report["budgets"][budget_text] = {"budget_ms": now.ms, "strategies": {}}
             for strategy in strategies:
                 found[budget_text, strategy] = []
                 for seed in seeds:
-                    outcome = run_search(strategy, space, sensitivity, evaluator, budget_ms / drift, args.evals, seed)
+                    outcome = run_search(strategy, space, sensitivity, evaluator, now.table_ms, args.evals, seed)
                     found[budget_text, strategy].append(outcome)
                     console.print(f"{target_name} {budget_text} {strategy} seed {seed}: best proxy "
                                   f"{outcome.best.result.top1:.3f} ({_search_seconds(outcome):.0f} s alone)")
@@ -120,7 +130,7 @@ def main() -> int:
                 outcomes, space, spec, target, budgets[budget_text], teacher, data, data_config, args, table,
                 sensitivity, test)
             console.print(f"{target_name} {budget_text} {strategy}: engine {row['measured_ms']:.4f} ms "
-                          f"({row['budget_ratio']:.3f}x the budget), top-1 {row['top1']:.3f}")
+                          f"({row['budget_ratio']:.3f}x the budget: {row['verdict']}), top-1 {row['top1']:.3f}")
         _print(console, target_name, target_report)
         atomic_write_json(args.out, report)
     atomic_write_json(args.out, report)
@@ -131,27 +141,31 @@ def main() -> int:
 
 def _strategy_row(outcomes, space, spec, target, budget, teacher, data, data_config, args, table, sensitivity,
                   test) -> dict:
-    """Seed statistics, then the best policy over the seeds verified, fine-tuned, exported and measured."""
+    """Seed statistics, then the best policy over the seeds through compress's own stages: finalists timed and
+    one chosen, applied and fine-tuned, exported, benchmarked, timed over the backend's final rounds, judged."""
+    backend = backend_of(target)
     best = max(outcomes, key=lambda o: o.best.result.key())
-    chosen, finalists = verify_finalists(best, space, spec, target, budget, count=3)
-    policy = space.policy(chosen.options, strategy=best.strategy, proxy_top1=chosen.result.top1)
+    chosen, finalists = verify_finalists(best, space, spec, target, budget, 3, backend)
+    policy = space.policy(chosen.options, strategy=best.strategy, evaluation=chosen.index,
+                          proxy_top1=chosen.result.top1, proxy_agreement=chosen.result.agreement)
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
+        artifacts = Path(tmp)
         export_policy(teacher, spec, policy, target, data, data_config, DistillConfig(epochs=args.finetune_epochs),
-                      out, table.fingerprint, sensitivity, "fisher")
-        result = run_isolated(bench, out / "model.onnx", target, test, Normalize(spec.mean, spec.std),
-                              out / "baseline_fp32.onnx")
-        latency = final_latency(out / "model.onnx", out / "baseline_fp32.onnx", target, result)
-    budget_ms = budget.milliseconds(latency["uncompressed_ms"])
+                      artifacts, table.fingerprint, sensitivity, "fisher")
+        result = backend.bench_export(artifacts, target, test, Normalize(spec.mean, spec.std))
+        latency = final_latency(backend, artifacts, target, result, backend.final_rounds)
+    # Against the uncompressed model timed with the engine in the same processes, as compress's verdict is.
+    budget_ms = budget.ms_against(latency.uncompressed_ms)
+    ratio = latency.engine_ms / budget_ms
     return {
         "proxy_top1": _spread([o.best.result.top1 for o in outcomes]),
         "search_seconds": _spread([_search_seconds(o) for o in outcomes]),
         "evals_used": [len(o.history) for o in outcomes],
-        "best_seed": best.seed, "finalists": finalists, "exported_proxy_top1": chosen.result.top1,
+        "best_seed": best.seed, "finalists": finalists.to_dict()["rows"], "exported_proxy_top1": chosen.result.top1,
         "widths": list(chosen.widths), "precisions": list(chosen.precisions),
-        "predicted_ms": chosen.predicted_ms, "budget_ms": budget_ms, "measured_ms": latency["engine_ms"],
-        "measured_rounds_ms": latency["engine_rounds_ms"], "uncompressed_ms": latency["uncompressed_ms"],
-        "budget_ratio": latency["engine_ms"] / budget_ms, "speedup": latency["speedup"],
+        "predicted_ms": chosen.predicted_ms, "budget_ms": budget_ms, "measured_ms": latency.engine_ms,
+        "measured_rounds_ms": latency.engine_rounds_ms, "uncompressed_ms": latency.uncompressed_ms,
+        "budget_ratio": ratio, "verdict": verdict(ratio), "speedup": latency.speedup,
         "top1": result.top1, "baseline_top1": result.baseline_top1,
     }
 

@@ -19,24 +19,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 from rich.console import Console
 
-from hirelc_deploy.export import INPUT_NAME
 from hirelc_deploy.export.artifact import deviation, torch_outputs
-from hirelc_deploy.export.trt_artifact import cpu_outputs
 from hirelc_deploy.export.trt_onnx import write_trt_onnx
 from hirelc_deploy.models import get_model_spec
 from hirelc_deploy.pipeline import DataConfig, load_model, prepare_data, static_batches
 from hirelc_deploy.runs import atomic_write_json, atomic_write_text
+from hirelc_deploy.runtime.onnxruntime import reference_outputs
 from hirelc_deploy.settings import REPO_ROOT, shared_dir
-
-
-def _full_optimisation_outputs(path: Path, batches) -> np.ndarray:
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return np.concatenate([session.run(None, {INPUT_NAME: b})[0] for b in batches])
 
 
 def _patterns(n: int) -> dict[str, list[str]]:
@@ -62,12 +53,12 @@ def bench_model(name: str, images: int, batch: int) -> dict:
             start = time.perf_counter()
             write_trt_onnx(model, precisions, (batch, *spec.input_shape), calibration, path)
             export_s = time.perf_counter() - start
-            final = cpu_outputs(path, check)
+            final = reference_outputs(path, check, basic_only=True)
             row = {"pattern": label, "export_s": export_s, **deviation(final, reference),
                    "top1": float(np.mean(final.argmax(1) == labels)), "ort_optimisation": "basic"}
             rows.append(row)
             if label == "fp8":
-                full = _full_optimisation_outputs(path, check)
+                full = reference_outputs(path, check)  # ONNX Runtime's default: every CPU optimisation
                 rows.append({**row, **deviation(full, reference), "top1": float(np.mean(full.argmax(1) == labels)),
                              "ort_optimisation": "all (default)"})
     return {"model": name, "torch_top1": float(np.mean(reference.argmax(1) == labels)), "rows": rows}

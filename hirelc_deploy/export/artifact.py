@@ -8,15 +8,16 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from torch import nn
 
 from ..errors import HirelcError
 from ..models import describe_blocks
 from ..policy import Policy
+from ..precision import Precision
+from ..runtime.onnxruntime import reference_outputs
 from .manifest import Manifest, file_entry
-from .onnx_export import INPUT_NAME, export_onnx
+from .onnx_export import export_onnx
 from .ort_int8 import quantize_blocks
 from .quant_check import quantized_blocks
 
@@ -50,11 +51,6 @@ def deviation(final: np.ndarray, reference: np.ndarray) -> dict:
             "check_images": len(reference)}
 
 
-def _ort_outputs(path: Path, batches: Sequence[np.ndarray]) -> np.ndarray:
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return np.concatenate([session.run(None, {INPUT_NAME: b})[0] for b in batches])
-
-
 def write_artifact(model: nn.Module, teacher: nn.Module, policy: Policy, input_shape: Sequence[int],
                    calibration: Sequence[np.ndarray], check_batches: Sequence[np.ndarray], out_dir: Path,
                    table_fingerprint: dict, finetune: dict) -> Manifest:
@@ -69,11 +65,11 @@ def write_artifact(model: nn.Module, teacher: nn.Module, policy: Policy, input_s
     out_dir.mkdir(parents=True, exist_ok=True)
     blocks = describe_blocks(model)
     prefixes = [b.onnx_prefix for b in blocks]
-    int8 = [p for p, choice in zip(prefixes, policy.blocks) if choice.precision == "int8" and choice.width > 0]
+    int8 = [p for p, choice in zip(prefixes, policy.blocks) if choice.precision == Precision.INT8 and choice.width > 0]
     reference = torch_outputs(model, check_batches)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(model, tuple(input_shape), Path(tmp) / "fp32.onnx")
-        fp32_check = check_fp32(_ort_outputs(fp32, check_batches), reference, out_dir)
+        fp32_check = check_fp32(reference_outputs(fp32, check_batches), reference, out_dir)
         quantize_blocks(fp32, out_dir / MODEL_NAME, int8, calibration)
     export_onnx(teacher, tuple(input_shape), out_dir / BASELINE_NAME)
     kernels = quantized_blocks(out_dir / MODEL_NAME, prefixes)
@@ -81,7 +77,7 @@ def write_artifact(model: nn.Module, teacher: nn.Module, policy: Policy, input_s
     if wrong:
         raise ExportCheckError(f"{out_dir / MODEL_NAME}: blocks not running the precision the policy asks for: "
                                f"{', '.join(wrong)}")
-    final = _ort_outputs(out_dir / MODEL_NAME, check_batches)
+    final = reference_outputs(out_dir / MODEL_NAME, check_batches)
     manifest = Manifest(
         model=policy.model,
         target=policy.target,
@@ -95,5 +91,5 @@ def write_artifact(model: nn.Module, teacher: nn.Module, policy: Policy, input_s
         finetune=finetune,
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )
-    manifest.save(out_dir)
+    manifest.write(out_dir)
     return manifest

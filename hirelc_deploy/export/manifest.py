@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from ..runs import atomic_write_json, read_versioned, sha256
+from ..records import Record
+from ..runs import sha256
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 
 
 @dataclass
-class Manifest:
+class Manifest(Record):
     """Description of an export directory: policy, target, predicted latency (labelled) and file checksums."""
 
+    what: ClassVar[str] = "manifest"
     model: str
     target: str
     policy: dict
@@ -31,10 +34,9 @@ class Manifest:
     created: str = ""
     schema_version: int = SCHEMA_VERSION
 
-    def save(self, directory: Path) -> Path:
-        path = Path(directory) / MANIFEST_NAME
-        atomic_write_json(path, asdict(self))
-        return path
+    def write(self, directory: Path) -> Path:
+        """Save the manifest as ``directory/manifest.json`` (written last: it vouches for the other files)."""
+        return self.save(Path(directory) / MANIFEST_NAME)
 
     def verify(self, directory: Path) -> list[str]:
         """Problems found comparing the files in ``directory`` with the recorded checksums (empty = intact)."""
@@ -55,5 +57,4 @@ def file_entry(path: Path) -> dict:
 
 def load_manifest(directory: Path) -> Manifest:
     """Read ``directory/manifest.json``."""
-    path = Path(directory) / MANIFEST_NAME
-    return Manifest(**read_versioned(path, "manifest", SCHEMA_VERSION))
+    return Manifest.load(Path(directory) / MANIFEST_NAME)

@@ -10,11 +10,10 @@ import onnx
 import torch
 from torch import nn
 
+from ..models.naming import INPUT_NAME, OUTPUT_NAME
 from ..runs import atomic_write_bytes
 
 OPSET = 17
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
 
 
 def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path, opset: int = OPSET) -> Path:

@@ -23,8 +23,8 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from ..models.naming import INPUT_NAME, BlockMapper
 from ..runs import atomic_write_bytes
-from .onnx_export import INPUT_NAME
 
 _WEIGHTED_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 
@@ -62,11 +62,6 @@ def unshare_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def nodes_outside(model: onnx.ModelProto, prefixes: Sequence[str]) -> list[str]:
-    """Names of the nodes that do not belong to any of the given block prefixes."""
-    return [n.name for n in model.graph.node if not any(n.name.startswith(p) for p in prefixes)]
-
-
 def quantize_blocks(fp32_path: Path, out_path: Path, int8_prefixes: Sequence[str],
                     calibration: Iterable[np.ndarray]) -> Path:
     """Write to ``out_path`` a copy of ``fp32_path`` whose blocks with the given ONNX prefixes run in INT8.
@@ -86,7 +81,7 @@ def quantize_blocks(fp32_path: Path, out_path: Path, int8_prefixes: Sequence[str
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
         model = unshare_initializers(onnx.load(str(pre)))
         onnx.save(model, str(pre))
-        exclude = nodes_outside(model, int8_prefixes)
+        exclude = BlockMapper(int8_prefixes).outside(n.name for n in model.graph.node)
         quantize_static(
             str(pre),
             str(quant),

@@ -9,9 +9,11 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto
 
-from .trt_onnx import QUANTIZED, block_of
+from ..models.naming import BlockMapper
+from ..precision import Precision
+from .trt_onnx import QUANTIZED
 
-_ELEMENT = {"fp32": TensorProto.FLOAT, "fp16": TensorProto.FLOAT16}
+_ELEMENT = {Precision.FP32: TensorProto.FLOAT, Precision.FP16: TensorProto.FLOAT16}
 
 
 def _quantized_conv(conv: onnx.NodeProto, producers: dict, inits: dict, precision: str) -> list[str]:
@@ -59,8 +61,9 @@ def placement_problems(model: onnx.ModelProto, expected: dict[str, str]) -> list
     types.update({name: i.data_type for name, i in inits.items()})
     producers = {out: n for n in model.graph.node for out in n.output}
     problems = []
+    mapper = BlockMapper(expected)
     for node in model.graph.node:
-        prefix = block_of(node.name, list(expected))
+        prefix = mapper.block_of(node.name)
         if prefix is None or node.op_type not in ("Conv", "Add"):
             continue
         precision = expected[prefix]

@@ -10,7 +10,7 @@ from typing import Sequence
 import onnx
 import onnxruntime as ort
 
-from ..latency.ort_runner import node_owners
+from ..models.naming import BlockMapper
 
 QUANTIZED_OPS = {"QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "QLinearAdd"}
 
@@ -24,7 +24,7 @@ def quantized_blocks(path: Path, prefixes: Sequence[str], providers: Sequence[st
         options.log_severity_level = 3
         ort.InferenceSession(str(path), options, providers=list(providers))
         graph = onnx.load(options.optimized_model_filepath)
-    owners = node_owners(graph, prefixes)
+    owners = BlockMapper(prefixes).graph_owners(graph)
     found: dict[str, list[str]] = {p: [] for p in prefixes}
     for node in graph.graph.node:
         owner = owners.get(node.name)

@@ -16,42 +16,31 @@ from typing import Sequence
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import numpy_helper
 from torch import nn
 
-from ..models.blocks import describe_blocks, onnx_scope
+from ..apply.sparsity import follows_2_4
+from ..models.blocks import describe_blocks
+from ..models.naming import onnx_scope
 from ..policy import Policy
+from ..precision import Precision
+from ..runtime.onnxruntime import reference_outputs
+from ..runtime.tensorrt import (
+    TensorRTError,
+    build_engine,
+    check_precisions,
+    load_layer_info,
+    require_tensorrt,
+    unchecked_blocks,
+)
 from .artifact import BASELINE_NAME, MODEL_NAME, ExportCheckError, check_fp32, deviation, torch_outputs
 from .manifest import Manifest, file_entry
-from .onnx_export import INPUT_NAME
 from .qdq_check import placement_problems
-from .sparsity import follows_2_4
-from .tensorrt import (TensorRTError, build_engine, check_precisions, load_layer_info, require_tensorrt,
-                       unchecked_blocks)
 from .trt_onnx import QUANTIZED, write_trt_onnx
 
 ENGINE_NAME = "model.engine"
 BASELINE_ENGINE_NAME = "baseline_fp32.engine"
 TIMING_CACHE_NAME = "timing.cache"
-
-
-def cpu_session(path: Path) -> ort.InferenceSession:
-    """ONNX Runtime on CPU running a TensorRT-bound graph: what this toolchain checks such graphs with.
-
-    Basic graph optimisations only: ONNX Runtime 1.32's extended CPU fusions mis-handle FLOAT8 Q/DQ (an all-FP8
-    ResNet-20 agreed with PyTorch on 6% of images with them, 98% without); TensorRT does its own fusion anyway.
-    """
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def cpu_outputs(path: Path, batches: Sequence[np.ndarray]) -> np.ndarray:
-    """Outputs of a TensorRT-bound graph run by ``cpu_session``."""
-    session = cpu_session(path)
-    return np.concatenate([session.run(None, {INPUT_NAME: b})[0] for b in batches])
 
 
 def _sparsity_problems(graph: onnx.GraphProto, layers: Sequence[str]) -> list[str]:
@@ -107,15 +96,15 @@ def write_trt_artifact(model: nn.Module, teacher: nn.Module, policy: Policy, inp
     reference = torch_outputs(model, check_batches)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
-        write_trt_onnx(model, ["fp32"] * len(policy.blocks), shape, (), fp32)
-        fp32_check = check_fp32(cpu_outputs(fp32, check_batches), reference, out_dir)
+        write_trt_onnx(model, [Precision.FP32] * len(policy.blocks), shape, (), fp32)
+        fp32_check = check_fp32(reference_outputs(fp32, check_batches, basic_only=True), reference, out_dir)
     expected = write_trt_onnx(model, policy.precisions, shape, calibration, out_dir / MODEL_NAME)
-    write_trt_onnx(teacher, ["fp32"] * len(policy.blocks), shape, (), out_dir / BASELINE_NAME)
+    write_trt_onnx(teacher, [Precision.FP32] * len(policy.blocks), shape, (), out_dir / BASELINE_NAME)
     graph = onnx.load(str(out_dir / MODEL_NAME))
     problems = placement_problems(graph, expected) + _sparsity_problems(graph.graph, sparse_layers)
     if problems:
         raise ExportCheckError(f"{out_dir / MODEL_NAME}: " + "; ".join(problems))
-    final = cpu_outputs(out_dir / MODEL_NAME, check_batches)
+    final = reference_outputs(out_dir / MODEL_NAME, check_batches, basic_only=True)
     names = {b.onnx_prefix: b.name for b in describe_blocks(model)}
     engine = _build_engines(out_dir, expected, bool(sparse_layers))
     files = [MODEL_NAME, BASELINE_NAME] + ([ENGINE_NAME, BASELINE_ENGINE_NAME] if engine["built"] else [])
@@ -131,5 +120,5 @@ def write_trt_artifact(model: nn.Module, teacher: nn.Module, policy: Policy, inp
         finetune=finetune, backend="tensorrt", engine=engine,
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )
-    manifest.save(out_dir)
+    manifest.write(out_dir)
     return manifest

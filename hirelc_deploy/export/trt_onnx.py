@@ -32,14 +32,16 @@ from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibra
 from torch import nn
 
 from ..models import describe_blocks
+from ..models.naming import BlockMapper
+from ..precision import Precision
 from ..runs import atomic_write_bytes
 from .onnx_export import export_onnx
 from .ort_int8 import _ArrayReader, unshare_initializers
 
 # FLOAT8E4M3FN Q/DQ needs opset 19; one opset for every TensorRT graph keeps them comparable.
 TRT_OPSET = 19
-QUANTIZED = {"int8": (TensorProto.INT8, np.int8, 127.0), "fp8": (TensorProto.FLOAT8E4M3FN, ml_dtypes.float8_e4m3fn,
-                                                                  448.0)}
+QUANTIZED = {Precision.INT8: (TensorProto.INT8, np.int8, 127.0),
+             Precision.FP8: (TensorProto.FLOAT8E4M3FN, ml_dtypes.float8_e4m3fn, 448.0)}
 # A channel or tensor that is all zero still needs a positive scale (TensorRT refuses scale 0).
 _MIN_RANGE = 1e-8
 
@@ -64,7 +66,7 @@ def write_trt_onnx(model: nn.Module, precisions: Sequence[str], input_shape: Seq
         if quantized:
             onnx.save(graph, str(fp32))
             insert_qdq(graph, quantized, activation_ranges(fp32, calibration, Path(tmp)))
-        half = [p for p, q in expected.items() if q == "fp16"]
+        half = [p for p, q in expected.items() if q == Precision.FP16]
         if half:
             graph = to_fp16(graph, half)
     onnx.checker.check_model(graph, full_check=True)
@@ -106,11 +108,6 @@ def activation_ranges(model_path: Path, calibration: Iterable[np.ndarray], workd
     ranges = calibrator.compute_data()
     return {name: float(max(abs(np.min(r.range_value[0])), abs(np.max(r.range_value[1]))))
             for name, r in ranges.data.items()}
-
-
-def block_of(node_name: str, prefixes: Sequence[str]) -> str | None:
-    """The block prefix a node belongs to, or None (prefixes end with "/", so at most one matches)."""
-    return next((p for p in prefixes if node_name.startswith(p)), None)
 
 
 def _shortcut_input(add: onnx.NodeProto, producers: dict[str, onnx.NodeProto], prefix: str) -> int:
@@ -175,7 +172,8 @@ def insert_qdq(model: onnx.ModelProto, quantized: dict[str, str], ranges: dict[s
     """Insert TensorRT-style Q/DQ for the blocks in ``quantized`` (ONNX prefix -> int8 / fp8), in place."""
     graph = model.graph
     producers = {out: n for n in graph.node for out in n.output}
-    owners = {n.name: block_of(n.name, list(quantized)) for n in graph.node}
+    mapper = BlockMapper(quantized)
+    owners = {n.name: mapper.block_of(n.name) for n in graph.node}
     shortcut = {n.name: _shortcut_input(n, producers, owners[n.name]) for n in graph.node
                 if n.op_type == "Add" and owners[n.name] is not None}
     inserter = _Inserter(graph, ranges)
@@ -212,7 +210,8 @@ def to_fp16(model: onnx.ModelProto, prefixes: Sequence[str]) -> onnx.ModelProto:
               if v.type.tensor_type.elem_type == TensorProto.FLOAT}
     floats |= {i.name for i in model.graph.initializer if i.data_type == TensorProto.FLOAT}
     graph = model.graph
-    half = {n.name for n in graph.node if block_of(n.name, prefixes)}
+    mapper = BlockMapper(prefixes)
+    half = {n.name for n in graph.node if mapper.block_of(n.name)}
     produced_by_half = {out for n in graph.node if n.name in half for out in n.output}
     initializers = {i.name: i for i in graph.initializer}
     outputs = {o.name for o in graph.output}
@@ -225,7 +224,7 @@ def to_fp16(model: onnx.ModelProto, prefixes: Sequence[str]) -> onnx.ModelProto:
             ordered.append(node)
             continue
         node.input[:] = [renamed.get(name, name) for name in node.input]
-        prefix = block_of(node.name, prefixes)
+        prefix = mapper.block_of(node.name)
         for attribute in node.attribute:
             if node.op_type == "Constant" and attribute.name == "value" and attribute.t.data_type == TensorProto.FLOAT:
                 attribute.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attribute.t).astype(np.float16)))

@@ -16,23 +16,16 @@ search sees; every prediction it reports stays labelled as predicted.
 from __future__ import annotations
 
 import copy
-import tempfile
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Sequence
 
 import numpy as np
 
-from ..bench import measure_latency
-from ..isolation import run_isolated
-from ..models import ModelSpec
-from ..targets import Target
-from .profile import model_input_shape
+from ..precision import Precision
+from ..records import Record
 from .table import LatencyTable
-from .timing import Timing
-from .variants import build_variant
 
-PARTS = ("fp32", "int8", "boundaries")
+PARTS = (Precision.FP32.value, Precision.INT8.value, "boundaries")
 # Strength of the pull of each factor towards 1, against relative residuals (0.1 ~ "the table is right to
 # within tens of percent unless several configurations say otherwise").
 _PRIOR_WEIGHT = 0.1
@@ -40,11 +33,16 @@ _FACTOR_RANGE = (0.5, 2.5)
 
 
 @dataclass
-class Calibration:
-    """Per-part factors fitted to real engines, and the measurements they come from."""
+class Calibration(Record):
+    """Per-part factors fitted to real engines, and the measurements they come from (``calibration.json``).
 
+    A backend whose tables need no correction (``Backend.calibrates`` false) records ``skipped`` instead."""
+
+    what: ClassVar[str] = "calibration record"
     factors: dict[str, float]
     points: list[dict] = field(default_factory=list)
+    skipped: str | None = None
+    schema_version: int = 1
 
     def apply(self, table: LatencyTable) -> LatencyTable:
         """A copy of ``table`` with each part scaled by its factor."""
@@ -53,14 +51,11 @@ class Calibration:
         out.fixed_ms *= a
         for block in out.blocks:
             for precision, values in block.latency_ms.items():
-                scale = b if precision == "int8" else a
+                scale = b if precision == Precision.INT8 else a
                 block.latency_ms[precision] = [v * scale for v in values]
         out.transitions_ms = [{k: v * c for k, v in t.items()} for t in out.transitions_ms]
         out.method = {**table.method, "calibration": {"engines": len(self.points), "factors": dict(self.factors)}}
         return out
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def fit(table: LatencyTable, configs: Sequence[tuple[Sequence[int], Sequence[str]]], measured: Sequence[float]
@@ -78,14 +73,3 @@ def fit(table: LatencyTable, configs: Sequence[tuple[Sequence[int], Sequence[str
     points = [{"widths": list(w), "precisions": list(p), "table_ms": float(part.sum()), "measured_ms": float(m),
                "calibrated_ms": float(part @ factors)} for (w, p), part, m in zip(configs, a, y)]
     return Calibration(dict(zip(PARTS, map(float, factors))), points)
-
-
-def measure_isolated(spec: ModelSpec, target: Target, configs: Sequence[tuple[Sequence[int], Sequence[str]]]
-                     ) -> list[Timing]:
-    """Timing of each configuration exported with random weights, all interleaved in one fresh process."""
-    input_shape = model_input_shape(spec.name, target)
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = {f"c{i}": build_variant(spec, w, p, input_shape, Path(tmp) / f"c{i}.onnx")
-                 for i, (w, p) in enumerate(configs)}
-        timings = run_isolated(measure_latency, paths, target)
-    return [timings[f"c{i}"] for i in range(len(configs))]

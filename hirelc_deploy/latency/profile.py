@@ -1,4 +1,8 @@
-"""``hirelc profile``: measure a block latency table for a model on a target."""
+"""How a block latency table is measured: the networks profiled, and the table made of their measurements.
+
+A backend (``targets/backends``) builds and times the networks; this module chooses them and turns what was
+measured into a ``LatencyTable`` (``attribution`` splits each network's time between its blocks).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,15 @@ import datetime as dt
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from ..models import get_model_spec
-from ..targets import Target, current_fingerprint
+from ..precision import REFERENCE
+from ..targets.fingerprint import Fingerprint
+from ..targets.target import Target
 from . import attribution
-from .ort_runner import HEAD, STEM, make_session, profile_nodes, runner
 from .table import LatencyTable, normalize_precisions
-from .timing import measure_interleaved
-from .variants import build_variant, overhead_model
+from .timing import Timing
 
 Progress = Callable[[str, int], None]  # (phase description, units completed since last call)
 
@@ -27,6 +31,19 @@ class Config:
     precisions: tuple[str, ...]
 
 
+class Measured(NamedTuple):
+    """What a backend measured of some configurations: end-to-end timing of each, the block split of the profiled
+    ones, and the runtime's per-call overhead (timed with them)."""
+
+    timings: list[Timing]
+    observations: list[attribution.Observation]
+    overhead: Timing
+
+
+# A backend's ``measure_configs``: (model spec, target, configs, work directory, progress, profiled) -> Measured
+Measure = Callable[..., Measured]
+
+
 def model_input_shape(model: str, target: Target) -> tuple[int, ...]:
     """Input shape (batch first) a target feeds a model with."""
     return (target.batch_size, *(target.input_shape or get_model_spec(model).input_shape))
@@ -34,7 +51,7 @@ def model_input_shape(model: str, target: Target) -> tuple[int, ...]:
 
 def _pairs_pattern(n: int, phase: int, low: str) -> tuple[str, ...]:
     """Precisions in runs of two blocks (``low low fp32 fp32 ...``) shifted by ``phase``."""
-    return tuple(low if ((i + phase) // 2) % 2 == 0 else "fp32" for i in range(n))
+    return tuple(low if ((i + phase) // 2) % 2 == 0 else REFERENCE for i in range(n))
 
 
 def profiling_configs(model: str, target: Target, fractions: Sequence[float] | None = None
@@ -56,44 +73,10 @@ def profiling_configs(model: str, target: Target, fractions: Sequence[float] | N
         uniform += [Config(widths, normalize_precisions(widths, (p,) * len(blocks))) for p in target.precisions]
     full = tuple(b.full_width for b in blocks)
     mixed = [Config(full, _pairs_pattern(len(blocks), phase, low))
-             for low in target.precisions if low != "fp32" for phase in range(4)]
-    isolated = [Config(full, tuple(low if i % 2 == parity else "fp32" for i in range(len(blocks))))
-                for low in target.precisions if low != "fp32" for parity in (0, 1)]
+             for low in target.precisions if low != REFERENCE for phase in range(4)]
+    isolated = [Config(full, tuple(low if i % 2 == parity else REFERENCE for i in range(len(blocks))))
+                for low in target.precisions if low != REFERENCE for parity in (0, 1)]
     return list(dict.fromkeys(uniform)), list(dict.fromkeys(mixed)), list(dict.fromkeys(isolated))
-
-
-def measure_configs(model: str, target: Target, configs: Sequence[Config], workdir: Path,
-                    progress: Progress | None = None, profiled: int = 0):
-    """Build every configuration, profile the first ``profiled`` ones and time all of them interleaved.
-
-    Returns (timings per config, profiler observations of the profiled ones, per-call overhead timing).
-    """
-    spec = get_model_spec(model)
-    prefixes = [b.onnx_prefix for b in spec.blocks()]
-    shape = model_input_shape(model, target)
-    note = progress or (lambda *_: None)
-    paths = []
-    for i, config in enumerate(configs):
-        paths.append(build_variant(spec, config.widths, config.precisions, shape, workdir / f"config{i}.onnx"))
-        note("exporting", 1)
-    profiles = []
-    for path in paths[:profiled]:
-        profiles.append(profile_nodes(path, target, shape, target.measure.profile_runs,
-                                      target.measure.warmup_runs, prefixes))
-        note("profiling", 1)
-    overhead_path = overhead_model(shape, spec.num_classes, workdir / "overhead.onnx")
-    runners = {"overhead": runner(make_session(overhead_path, target), shape)}
-    runners.update({f"config{i}": runner(make_session(p, target), shape) for i, p in enumerate(paths)})
-    timings = measure_interleaved(runners, target.measure, on_burst=lambda: note("timing", 1))
-    observations = [
-        attribution.Observation(
-            c.widths, c.precisions, timings[f"config{i}"],
-            tuple(prof.times_ms.get(p, 0.0) for p in prefixes), prof.times_ms.get(STEM, 0.0),
-            prof.times_ms.get(HEAD, 0.0),
-        )
-        for i, (c, prof) in enumerate(zip(configs, profiles))
-    ]
-    return [timings[f"config{i}"] for i in range(len(configs))], observations, timings["overhead"]
 
 
 def profile_steps(model: str, target: Target, fractions: Sequence[float] | None = None) -> int:
@@ -104,24 +87,18 @@ def profile_steps(model: str, target: Target, fractions: Sequence[float] | None 
     return n + profiled + target.measure.bursts * (n + 1)
 
 
-def profile(model: str, target: Target, fractions: Sequence[float] | None = None,
-            progress: Progress | None = None) -> LatencyTable:
-    """Measure the block latency table of ``model`` on ``target`` (this machine must be the target)."""
-    if target.backend != "onnxruntime":
-        raise NotImplementedError(f"measured profiling for backend {target.backend} is not implemented yet")
-    return measured_table(model, target, measure_configs, fractions, progress)
-
-
-def measured_table(model: str, target: Target, measure: Callable, fractions: Sequence[float] | None = None,
-                   progress: Progress | None = None, method: dict | None = None) -> LatencyTable:
-    """The table from ``profiling_configs`` measured by ``measure`` (``measure_configs`` for ONNX Runtime, or a
-    backend's equivalent with the same signature and results) and attributed to blocks; ``method`` adds what
-    the backend wants recorded about how it measured."""
-    blocks = get_model_spec(model).blocks()
+def measured_table(model: str, target: Target, measure: Measure, fingerprint: Fingerprint,
+                   fractions: Sequence[float] | None = None, progress: Progress | None = None,
+                   method: dict | None = None) -> LatencyTable:
+    """The table from ``profiling_configs`` measured by ``measure`` (a backend's ``measure_configs``) on the
+    device ``fingerprint`` names, attributed to blocks; ``method`` adds what the backend records about how it
+    measured."""
+    spec = get_model_spec(model)
+    blocks = spec.blocks()
     uniform, mixed, isolated = profiling_configs(model, target, fractions)
     profiled = len(uniform) + len(mixed)
     with tempfile.TemporaryDirectory() as tmp:
-        timings, observations, overhead = measure(model, target, uniform + mixed + isolated, Path(tmp),
+        timings, observations, overhead = measure(spec, target, uniform + mixed + isolated, Path(tmp),
                                                   progress, profiled=profiled)
     fixed, block_tables, transitions = attribution.solve(
         observations[: len(uniform)], observations[len(uniform):], overhead.median_ms,
@@ -131,7 +108,7 @@ def measured_table(model: str, target: Target, measure: Callable, fractions: Seq
         model=model,
         target=target.name,
         kind="measured",
-        fingerprint=current_fingerprint(target).to_dict(),
+        fingerprint=fingerprint.to_dict(),
         input_shape=list(model_input_shape(model, target)),
         fixed_ms=fixed,
         blocks=block_tables,

@@ -24,11 +24,12 @@ from torch import nn
 
 from ..errors import TargetError
 from ..models import CompressibleBlock, get_model_spec
+from ..precision import Precision
 from ..targets import Target
 from .profile import model_input_shape
 from .table import BlockLatency, LatencyTable, normalize_precisions, transition_key
 
-BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "int8": 1, "fp8": 1}
+BYTES_PER_ELEMENT = {Precision.FP32: 4, Precision.FP16: 2, Precision.INT8: 1, Precision.FP8: 1}
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def predict_table(model: str, target: Target) -> LatencyTable:
     return LatencyTable(
         model=model, target=target.name, kind="predicted",
         fingerprint={"predicted_for": roof.gpu, "runtime": target.backend, "batch_size": target.batch_size},
-        input_shape=list(shape), fixed_ms=sum(kernel_ms(k, "fp32", target) for k in outside),
+        input_shape=list(shape), fixed_ms=sum(kernel_ms(k, Precision.FP32, target) for k in outside),
         blocks=rows, transitions_ms=transitions,
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         method={"kind": "roofline (predicted, not measured)", "gpu": roof.gpu, "peak_tops": roof.peak_tops,

@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import TableError
+from ..precision import REFERENCE, Precision
 from ..runs import atomic_write_json, read_json_object
 from ..targets import Fingerprint
 from ..targets.fingerprint import recorded_differences
 
 SCHEMA_VERSION = 1
-STEM_HEAD_PRECISION = "fp32"
+STEM_HEAD_PRECISION = REFERENCE
 
 
 def _isolated(costs: Sequence[float]) -> float:
@@ -109,7 +110,7 @@ class LatencyTable:
         precisions = normalize_precisions(widths, precisions)
         fp32, int8 = self.fixed_ms, 0.0
         for block, w, p in zip(self.blocks, widths, precisions):
-            if p == "int8":
+            if p == Precision.INT8:
                 int8 += block.lookup(w, p)
             else:
                 fp32 += block.lookup(w, p)

@@ -6,11 +6,15 @@ import statistics
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from ..targets import Target
-from .profile import Config, Progress, measure_configs
+from ..models import get_model_spec
+from ..precision import REFERENCE
+from ..records import Record
+from ..targets.target import Target
+from .profile import Config, Measure, Progress
 from .table import LatencyTable, normalize_precisions
 
 
@@ -31,10 +35,7 @@ class ValidationRow:
 
     @property
     def mixed(self) -> bool:
-        return len(set(self.precisions)) > 1 or self.precisions[0] != "fp32"
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "abs_pct_error": self.abs_pct_error}
+        return len(set(self.precisions)) > 1 or self.precisions[0] != REFERENCE
 
 
 def _summary(rows: list[ValidationRow]) -> dict:
@@ -45,12 +46,14 @@ def _summary(rows: list[ValidationRow]) -> dict:
 
 
 @dataclass(frozen=True)
-class ValidationReport:
-    """All validated configurations and error summaries (all, FP32-only, with INT8 blocks)."""
+class ValidationReport(Record):
+    """All validated configurations and error summaries (all, FP32-only, with INT8 blocks): ``validation.json``."""
 
+    what: ClassVar[str] = "validation record"
     model: str
     target: str
     rows: list[ValidationRow]
+    schema_version: int = 1
 
     def summary(self) -> dict:
         return {
@@ -60,8 +63,9 @@ class ValidationReport:
         }
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "target": self.target, "summary": self.summary(),
-                "rows": [r.to_dict() for r in self.rows]}
+        """The record, with each row's error and the summaries written out for people reading the file."""
+        return {**asdict(self), "rows": [{**asdict(r), "abs_pct_error": r.abs_pct_error} for r in self.rows],
+                "summary": self.summary()}
 
 
 def validation_configs(table: LatencyTable, count: int, seed: int = 0) -> list[tuple[str, Config]]:
@@ -72,27 +76,28 @@ def validation_configs(table: LatencyTable, count: int, seed: int = 0) -> list[t
     """
     rng = np.random.default_rng(seed)
     precisions = table.precisions
-    low = next((p for p in precisions if p != "fp32"), "fp32")
+    low = next((p for p in precisions if p != REFERENCE), REFERENCE)
     n = len(table.blocks)
     full = tuple(b.full_width for b in table.blocks)
     half = tuple(min(b.widths, key=lambda w: abs(w - b.full_width / 2)) for b in table.blocks)
-    configs = [("fp32-full", Config(full, ("fp32",) * n)), (f"{low}-half", Config(half, (low,) * n))]
+    configs = [(f"{REFERENCE}-full", Config(full, (REFERENCE,) * n)), (f"{low}-half", Config(half, (low,) * n))]
     for i in range(count):
         widths = tuple(int(rng.choice(b.widths)) for b in table.blocks)
-        if i % 2 == 0 or low == "fp32":
-            precs = ("fp32",) * n
+        if i % 2 == 0 or low == REFERENCE:
+            precs = (REFERENCE,) * n
         else:
             precs = tuple(str(p) for p in rng.choice(precisions, size=n))
         configs.append((f"random{i}", Config(widths, normalize_precisions(widths, precs))))
     return configs
 
 
-def validate(table: LatencyTable, target: Target, count: int, seed: int = 0,
+def validate(table: LatencyTable, target: Target, count: int, measure: Measure, seed: int = 0,
              progress: Progress | None = None) -> ValidationReport:
-    """Export each validation configuration for real, time them interleaved and compare with the table."""
+    """Export each validation configuration for real, time them interleaved with ``measure`` (the target's
+    backend's ``measure_configs``) and compare with the table."""
     configs = validation_configs(table, count, seed)
     with tempfile.TemporaryDirectory() as tmp:
-        timings, _, _ = measure_configs(table.model, target, [c for _, c in configs], Path(tmp), progress)
+        timings = measure(get_model_spec(table.model), target, [c for _, c in configs], Path(tmp), progress).timings
     rows = [
         ValidationRow(label, list(c.widths), list(c.precisions), table.predict(c.widths, c.precisions),
                       t.median_ms, t.spread_ms)

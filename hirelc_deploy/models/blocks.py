@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from .naming import onnx_scope
+
 
 @dataclass(frozen=True)
 class BlockInfo:
@@ -35,15 +37,6 @@ class BlockInfo:
     def onnx_prefix(self) -> str:
         """Prefix the TorchScript ONNX exporter gives every node inside this block (``/layer1/layer1.0/``)."""
         return onnx_scope(self.name)
-
-
-def onnx_scope(module_path: str) -> str:
-    """Prefix the TorchScript ONNX exporter gives the nodes of a module: one scope per named module, where a
-    container's numbered child is named with its parent (``layer1.0.conv1`` -> ``/layer1/layer1.0/conv1/``)."""
-    scopes: list[str] = []
-    for part in module_path.split("."):
-        scopes.append(f"{scopes[-1]}.{part}" if part.isdigit() and scopes else part)
-    return "/" + "/".join(scopes) + "/"
 
 
 class CompressibleBlock(nn.Module):

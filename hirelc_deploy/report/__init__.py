@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..runs import atomic_write_text
+from ..runs import RunFiles, atomic_write_text
 from .compress_run import compress_report
 from .profile_run import profile_report
 from .records import RunRecords, run_kind
 
-REPORT_NAME = "report.html"
 BUILDERS = {"compress": compress_report, "profile": profile_report}
 
-__all__ = ["REPORT_NAME", "write_report"]
+__all__ = ["write_report"]
 
 
 def write_report(run_dir: Path) -> Path:
@@ -24,6 +23,6 @@ def write_report(run_dir: Path) -> Path:
     """
     run_dir = Path(run_dir)
     html = BUILDERS[run_kind(run_dir)](RunRecords(run_dir))
-    path = run_dir / REPORT_NAME
+    path = run_dir / RunFiles.REPORT
     atomic_write_text(path, html)
     return path

@@ -1,4 +1,4 @@
-"""The report of a ``hirelc compress`` run, from the records ``compress.compress`` writes (see its docstring).
+"""The report of a ``hirelc compress`` run, from the typed records ``jobs.compress`` writes (see its docstring).
 
 Latencies come in two units: the search's table units (the calibrated table: ``candidates.jsonl``,
 ``budget_table_ms``, the finalists' and the policy's ``predicted_ms``) and milliseconds on the device, which
@@ -10,44 +10,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import InputError
-from ..export import MANIFEST_NAME
+from ..export import MANIFEST_NAME, load_manifest
+from ..latency.calibrate import Calibration
 from ..latency.table import load_table
 from ..policy import Policy, load_policy
-from ..runs import read_json_object, sha256
+from ..records import (
+    Baseline,
+    Candidate,
+    CompressConfig,
+    CompressRunConfig,
+    CompressSummary,
+    Finalists,
+    SearchRecord,
+    Status,
+)
+from ..runs import COMPRESS_STAGES, FINALISTS_STAGE, RunFiles, sha256
+from ..sensitivity import Sensitivity
 from . import page, plots
 from .page import Html, ms, pct
-from .plots import BlockRow, Candidate, Timed
+from .plots import BlockRow, Timed
 from .profile_run import table_section
-from .records import CONFIG, NUMBER, NUMBERS, RunRecords, require, require_each
-
-CANDIDATE_FIELDS = {"index": int, "predicted_ms": NUMBER, "top1": NUMBER}
-BASELINE_FIELDS = {"uncompressed_ms": NUMBER, "table_drift": NUMBER, "budget_ms": NUMBER, "budget_table_ms": NUMBER}
-FINALIST_FIELDS = {"index": int, "top1": NUMBER, "predicted_ms": NUMBER, "measured_ms": NUMBER,
-                   "spread_ms": NUMBER, "budget_ms": NUMBER, "meets_budget": bool}
-SUMMARY_FIELDS = {"budget_ms": NUMBER, "predicted_ms": NUMBER, "speedup": NUMBER, "verdict": str,
-                  "meets_budget": bool, "top1_before": NUMBER, "top1_after": NUMBER, "bytes_before": int,
-                  "bytes_after": int, "table_drift": NUMBER}
-# A TensorRT run on a machine without a GPU measures no latency: its summary says latency_kind "predicted".
-MEASURED_SUMMARY_FIELDS = {"measured_ms": NUMBER, "measured_rounds_ms": NUMBERS, "uncompressed_ms": NUMBER,
-                           "uncompressed_rounds_ms": NUMBERS}
-SENSITIVITY_BLOCK_FIELDS = {"name": str, "relative": NUMBER}
-
-# The records compress writes, in order, each with the stage that runs before it is written: the first one
-# missing says where an incomplete run stopped.
-STAGES = (
-    ("latency_table.json", "the latency table"),
-    ("sensitivity.json", "the Fisher sensitivity"),
-    ("calibration.json", "the calibration of the table against real engines"),
-    ("baseline.json", "the budget check after calibration"),
-    ("search.json", "the search"),
-    ("finalists.json", "the timing of the finalists"),
-    ("policy.json", "the choice of the policy"),
-    ("artifacts/manifest.json", "fine-tuning and export"),
-    ("bench.json", "the benchmark of the engine"),
-    ("final_latency.json", "the timing of the engine in fresh processes"),
-    ("summary.json", "writing the summary"),
-)
+from .records import RunRecords
 
 
 class CompressRun:
@@ -55,31 +38,37 @@ class CompressRun:
 
     def __init__(self, records: RunRecords):
         self.records = records
-        self.config = records.object(CONFIG, "run configuration") or {}
-        self.table = load_table(records.path("latency_table.json")) if records.has("latency_table.json") else None
-        self.sensitivity = records.object("sensitivity.json", "sensitivity file", {"blocks": list})
-        if self.sensitivity:
-            require_each(self.sensitivity["blocks"], SENSITIVITY_BLOCK_FIELDS, str(records.path("sensitivity.json")))
-        self.calibration = records.object("calibration.json", "calibration record", {"factors": dict})
-        self.baseline = records.object("baseline.json", "baseline record", BASELINE_FIELDS)
-        self.candidates = records.candidates(CANDIDATE_FIELDS)
-        self.search = records.object("search.json", "search record")
-        self.finalists = records.rows("finalists.json", FINALIST_FIELDS) or []
-        self.policy = load_policy(records.path("policy.json")) if records.has("policy.json") else None
-        self.summary = records.object("summary.json", "run summary", SUMMARY_FIELDS)
-        if self.summary and not self.predicted_only:
-            require(self.summary, MEASURED_SUMMARY_FIELDS, str(records.path("summary.json")))
-        self.status = records.object("status.json", "run status", {"state": str, "stage": str})
+        self.run_config = records.load(RunFiles.CONFIG, CompressRunConfig.load)
+        self.table = records.load(RunFiles.TABLE, load_table)
+        self.sensitivity = records.load(RunFiles.SENSITIVITY, Sensitivity.load)
+        self.calibration = records.load(RunFiles.CALIBRATION, Calibration.load)
+        self.baseline = records.load(RunFiles.BASELINE, Baseline.load)
+        self.candidates = records.candidates()
+        self.search = records.load(RunFiles.SEARCH, SearchRecord.load)
+        finalists = records.load(RunFiles.FINALISTS, Finalists.load)
+        self.finalists = finalists.rows if finalists else []
+        self.policy = records.load(RunFiles.POLICY, load_policy)
+        self.summary = records.load(RunFiles.SUMMARY, CompressSummary.load)
+        self.status = records.load(RunFiles.STATUS, Status.load)
+
+    @property
+    def config(self) -> CompressConfig | None:
+        """The run's configuration (None before config.json exists)."""
+        return self.run_config.config if self.run_config else None
+
+    @property
+    def strategy(self) -> str:
+        return self.config.strategy if self.config else "?"
 
     @property
     def predicted_only(self) -> bool:
-        """Whether the run's result is a prediction (a TensorRT target on a machine without a GPU)."""
-        return bool(self.summary) and self.summary.get("latency_kind") == "predicted"
+        """Whether the run's result is a prediction (a target its backend cannot measure on this machine)."""
+        return self.summary is not None and not self.summary.measured
 
     @property
     def budget_table_ms(self) -> float | None:
         """The budget in the search's (calibrated table) units."""
-        return self.baseline["budget_table_ms"] if self.baseline else None
+        return self.baseline.budget_table_ms if self.baseline else None
 
     @property
     def chosen_index(self) -> int | None:
@@ -89,35 +78,37 @@ class CompressRun:
     @property
     def drift(self) -> float | None:
         """Measured over calibrated-table latency of the uncompressed model: table units to device ms."""
-        return self.baseline["table_drift"] if self.baseline else None
+        return self.baseline.table_drift if self.baseline else None
 
 
-def _candidate(row: dict, strategy: str) -> Candidate:
-    return Candidate(str(row.get("strategy", strategy)), row["index"], row["predicted_ms"], row["top1"])
+def _point(row: Candidate) -> plots.Candidate:
+    return plots.Candidate(row.strategy, row.index, row.predicted_ms, row.top1)
 
 
-def _chosen(policy: Policy | None, strategy: str) -> Candidate | None:
+def _chosen(policy: Policy | None, strategy: str) -> plots.Candidate | None:
     """The chosen policy as a point of the search, when its notes say which evaluation it was."""
     if policy is None:
         return None
-    point = {**policy.notes, "predicted_ms": policy.predicted_latency_ms}
-    try:
-        require(point, {"evaluation": int, "proxy_top1": NUMBER, "predicted_ms": NUMBER}, "policy")
-    except InputError:
+    notes = policy.notes
+    if not isinstance(notes.get("evaluation"), int) or not isinstance(notes.get("proxy_top1"), (int, float)):
         return None  # policies not written by compress do not say where they sit in the search
-    return Candidate(str(point.get("strategy", strategy)), point["evaluation"], point["predicted_ms"],
-                     point["proxy_top1"])
+    return plots.Candidate(str(notes.get("strategy", strategy)), notes["evaluation"], policy.predicted_latency_ms,
+                           notes["proxy_top1"])
 
 
 def stopped_stage(run: CompressRun) -> str:
     """Where an incomplete run (one without summary.json) stopped, or is still working."""
-    # A TensorRT run (its calibration record says it was skipped) neither times finalists nor re-times the engine.
-    skipped = {"finalists.json", "final_latency.json"} if (run.calibration or {}).get("skipped") else set()
-    stage = next(stage for name, stage in STAGES if name not in skipped and not run.records.has(name))
-    if stage == "the search":
-        evals = run.config.get("evals", "?")
-        stage += f": {len(run.candidates.rows)} of {evals} evaluations recorded"
-    return stage
+    # A backend that does not calibrate (its calibration record says skipped) neither times finalists nor
+    # re-times the engine in fresh processes.
+    skipped = {RunFiles.FINALISTS, RunFiles.FINAL_LATENCY} if run.calibration and run.calibration.skipped else set()
+    stage = next(stage for stage in COMPRESS_STAGES
+                 if any(name not in skipped and not run.records.has(name) for name in stage.records))
+    text = stage.name
+    if stage is FINALISTS_STAGE and RunFiles.FINALISTS in skipped:
+        text = "the choice of the policy"
+    if text == "the search":
+        text += f": {len(run.candidates.rows)} of {run.config.evals if run.config else '?'} evaluations recorded"
+    return text
 
 
 def banners(run: CompressRun) -> list[Html]:
@@ -126,11 +117,11 @@ def banners(run: CompressRun) -> list[Html]:
     if run.summary is None:
         out.append(page.banner(f"incomplete run: no summary.json yet (stopped, or still running, during "
                                f"{stopped_stage(run)}). What the run recorded so far is shown below.", "warn"))
-    if run.status and run.status["state"] != "complete":
+    if run.status and run.status.state != "complete":
         s = run.status
-        error = f": {s['error']}" if s.get("error") else ""
-        out.append(page.banner(f"status.json: {s['state']} at stage “{s['stage']}” (updated {s.get('updated', '?')})"
-                               f"{error}", "bad" if s["state"] == "failed" else "warn"))
+        error = f": {s.error}" if s.error else ""
+        out.append(page.banner(f"status.json: {s.state} at stage “{s.stage}” (updated {s.updated}){error}",
+                               "bad" if s.state == "failed" else "warn"))
     if run.candidates.truncated:
         out.append(page.banner("the last line of candidates.jsonl is cut short (by a kill, or still being "
                                "written) and is left out", "warn"))
@@ -138,38 +129,36 @@ def banners(run: CompressRun) -> list[Html]:
         out.append(page.banner(f"the latency table is {run.table.kind.upper()}, not measured on this device: "
                                "every latency derived from it is a prediction; only latencies labelled measured "
                                "were timed", "bad"))
+    s = run.summary
     if run.predicted_only:
-        s = run.summary
-        out.append(page.banner(f"PREDICTED {ms(s['predicted_ms'])} against a budget of {ms(s['budget_ms'])}, "
-                               f"nothing measured: {s['verdict']}", "warn"))
-    elif run.summary:
-        s = run.summary
-        out.append(page.banner(f"measured {ms(s['measured_ms'])} against a budget of {ms(s['budget_ms'])}: "
-                               f"{s['verdict']}", "good" if s["meets_budget"] else "bad"))
+        out.append(page.banner(f"PREDICTED {ms(s.predicted_ms)} against a budget of {ms(s.budget_ms)}, "
+                               f"nothing measured: {s.verdict}", "warn"))
+    elif s:
+        out.append(page.banner(f"measured {ms(s.measured_ms)} against a budget of {ms(s.budget_ms)}: {s.verdict}",
+                               "good" if s.meets_budget else "bad"))
     return out
 
 
 def header(run: CompressRun) -> Html:
     """Who, what, where and when."""
-    c, search = run.config, run.search or {}
-    versions = c.get("versions") or {}
-    evals = f"{c.get('evals', '—')} allowed"
-    if "evals_used" in search:
-        evals += f", {search['evals_used']} used"
+    r, c = run.run_config, run.config
+    evals = f"{c.evals if c else '—'} allowed"
+    if run.search:
+        evals += f", {run.search.evals_used} used"
     table_kind = run.table.kind if run.table else "— (no latency_table.json)"
-    source = (run.summary or {}).get("table")
+    source = run.summary.table if run.summary else None
+    versions = {"hirelc-deploy": r.version, **r.versions} if r else {}
     return page.key_values([
-        ("model", c.get("model", "—")),
-        ("target", c.get("target", "—")),
-        ("strategy", c.get("strategy", "—")),
+        ("model", c.model if c else "—"),
+        ("target", c.target if c else "—"),
+        ("strategy", c.strategy if c else "—"),
         ("evaluations", evals),
-        ("seed", c.get("seed", "—")),
-        ("latency budget", c.get("latency_budget", "—")),
-        ("device", page.fingerprint_text(c.get("fingerprint"))),
+        ("seed", c.seed if c else "—"),
+        ("latency budget", c.latency_budget if c else "—"),
+        ("device", page.fingerprint_text(r.fingerprint if r else None)),
         ("latency table", f"{table_kind}" + (f"; {source}" if source else "")),
-        ("created", c.get("created", "—")),
-        ("versions", ", ".join(f"{k} {v}" for k, v in {"hirelc-deploy": c.get("version"), **versions}.items()
-                               if v) or "—"),
+        ("created", r.created if r else "—"),
+        ("versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v) or "—"),
         ("run directory", str(run.records.root)),
     ])
 
@@ -181,21 +170,19 @@ def _rounds_text(values: list[float]) -> str:
 
 
 def predicted_result_table(run: CompressRun) -> Html:
-    """The final numbers of a run that could not measure latency (TensorRT target, no GPU here)."""
+    """The final numbers of a run that could not measure latency (a TensorRT target, no GPU here)."""
     s = run.summary
     return page.key_values([
-        ("budget", f"{ms(s['budget_ms'])} ({s.get('budget', '?')} of the uncompressed model as the table "
-                   "predicts it)"),
-        ("predicted latency", f"{ms(s['predicted_ms'])}: PREDICTED by the {s.get('table_kind', '?')} table, "
-                              "not measured"),
-        ("uncompressed, predicted", ms(s.get("predicted_uncompressed_ms"))),
-        ("speedup (predicted)", f"{s['speedup']:.2f}×"),
-        ("top-1 on the test split", f"{pct(s['top1_before'])} → {pct(s['top1_after'])} through "
-                                    f"{s.get('top1_through', '?')} ({s.get('test_images', '?')} test images)"),
-        ("accuracy proxy of the policy", f"{pct(s.get('proxy_top1'))} held-out top-1 before fine-tuning"),
-        ("ONNX size", f"{page.megabytes(s['bytes_before'])} → {page.megabytes(s['bytes_after'])}"),
-        ("engine", (s.get("engine") or {}).get("reason", "not built")),
-        ("verdict", s["verdict"]),
+        ("budget", f"{ms(s.budget_ms)} ({s.budget} of the uncompressed model as the table predicts it)"),
+        ("predicted latency", f"{ms(s.predicted_ms)}: PREDICTED by the {s.table_kind} table, not measured"),
+        ("uncompressed, predicted", ms(s.predicted_uncompressed_ms)),
+        ("speedup (predicted)", f"{s.speedup:.2f}×"),
+        ("top-1 on the test split", f"{pct(s.top1_before)} → {pct(s.top1_after)} through {s.top1_through} "
+                                    f"({s.test_images} test images)"),
+        ("accuracy proxy of the policy", f"{pct(s.proxy_top1)} held-out top-1 before fine-tuning"),
+        ("ONNX size", f"{page.megabytes(s.bytes_before)} → {page.megabytes(s.bytes_after)}"),
+        ("engine", s.engine.get("reason", "not built")),
+        ("verdict", s.verdict),
     ])
 
 
@@ -204,23 +191,21 @@ def result_table(run: CompressRun) -> Html:
     if run.predicted_only:
         return predicted_result_table(run)
     s = run.summary
-    at_search = f"; {ms(run.baseline['budget_ms'])} when the search started" if run.baseline else ""
-    images = s.get("test_images")
-    size_ratio = f" ({s['bytes_before'] / s['bytes_after']:.2f}× smaller)" if s["bytes_after"] else ""
+    at_search = f"; {ms(run.baseline.budget_ms)} when the search started" if run.baseline else ""
+    size_ratio = f" ({s.bytes_before / s.bytes_after:.2f}× smaller)" if s.bytes_after else ""
+    how = (f"(the {s.table_kind} table, used as it is)" if run.calibration and run.calibration.skipped
+           else f"(calibrated table × drift {s.table_drift:.3f})")
     return page.key_values([
-        ("budget", f"{ms(s['budget_ms'])} ({s.get('budget', '?')} of the uncompressed model as measured at the "
-                   f"end{at_search})"),
-        ("predicted latency", f"{ms(s['predicted_ms'])}: predicted, not measured "
-                              + (f"(the {s.get('table_kind')} TensorRT table)" if s.get("backend") == "tensorrt"
-                                 else f"(calibrated table × drift {s['table_drift']:.3f})")),
-        ("measured latency", f"{ms(s['measured_ms'])} median{_rounds_text(s['measured_rounds_ms'])}"),
-        ("uncompressed, measured", f"{ms(s['uncompressed_ms'])} median{_rounds_text(s['uncompressed_rounds_ms'])}"),
-        ("speedup (measured)", f"{s['speedup']:.2f}× (median over processes of uncompressed / engine)"),
-        ("top-1 on the test split", f"{pct(s['top1_before'])} → {pct(s['top1_after'])}"
-                                    + (f" ({images} test images)" if images else "")),
-        ("accuracy proxy of the policy", f"{pct(s.get('proxy_top1'))} held-out top-1 before fine-tuning"),
-        ("model size", f"{page.megabytes(s['bytes_before'])} → {page.megabytes(s['bytes_after'])}{size_ratio}"),
-        ("verdict", s["verdict"]),
+        ("budget", f"{ms(s.budget_ms)} ({s.budget} of the uncompressed model as measured at the end{at_search})"),
+        ("predicted latency", f"{ms(s.predicted_ms)}: predicted, not measured {how}"),
+        ("measured latency", f"{ms(s.measured_ms)} median{_rounds_text(s.measured_rounds_ms)}"),
+        ("uncompressed, measured", f"{ms(s.uncompressed_ms)} median{_rounds_text(s.uncompressed_rounds_ms)}"),
+        ("speedup (measured)", f"{s.speedup:.2f}× (median over processes of uncompressed / engine)"),
+        ("top-1 on the test split", f"{pct(s.top1_before)} → {pct(s.top1_after)} ({s.test_images} test images, "
+                                    f"through {s.top1_through})"),
+        ("accuracy proxy of the policy", f"{pct(s.proxy_top1)} held-out top-1 before fine-tuning"),
+        ("model size", f"{page.megabytes(s.bytes_before)} → {page.megabytes(s.bytes_after)}{size_ratio}"),
+        ("verdict", s.verdict),
     ])
 
 
@@ -232,12 +217,11 @@ def _result_section(run: CompressRun) -> Html:
 
 
 def _pareto_section(run: CompressRun) -> Html | None:
-    strategy = str(run.config.get("strategy", "?"))
-    candidates = [_candidate(r, strategy) for r in run.candidates.rows]
+    candidates = [_point(r) for r in run.candidates.rows]
     if not candidates:
         return None
-    finalists = [Candidate(strategy, f["index"], f["predicted_ms"], f["top1"]) for f in run.finalists]
-    png = plots.pareto_figure(candidates, run.budget_table_ms, _chosen(run.policy, strategy), finalists)
+    finalists = [plots.Candidate(run.strategy, f.index, f.predicted_ms, f.top1) for f in run.finalists]
+    png = plots.pareto_figure(candidates, run.budget_table_ms, _chosen(run.policy, run.strategy), finalists)
     return page.section("Search: predicted latency vs accuracy proxy", page.figure(
         png, "predicted latency vs accuracy proxy",
         f"Each of the {len(candidates)} evaluated configurations: latency predicted by the calibrated table (table "
@@ -247,7 +231,7 @@ def _pareto_section(run: CompressRun) -> Html | None:
 
 
 def _policy_blocks(run: CompressRun) -> list[BlockRow]:
-    relative = {b["name"]: b["relative"] for b in (run.sensitivity or {}).get("blocks", [])}
+    relative = {b.name: b.relative for b in run.sensitivity.blocks} if run.sensitivity else {}
     full = {b.name: b.full_width for b in run.table.blocks} if run.table else {}
     if run.policy:
         return [BlockRow(b.name, b.width, full.get(b.name), b.precision, relative.get(b.name))
@@ -271,17 +255,17 @@ def _policy_section(run: CompressRun) -> Html | None:
 def _timed_finalists(run: CompressRun) -> list[Timed]:
     if run.drift is None:
         return []
-    return [Timed(f"#{f['index']}" + (" (chosen)" if f["index"] == run.chosen_index else ""),
-                  f["predicted_ms"] * run.drift, f["measured_ms"],
-                  f["measured_ms"] - f["spread_ms"] / 2, f["measured_ms"] + f["spread_ms"] / 2)
+    return [Timed(f"#{f.index}" + (" (chosen)" if f.index == run.chosen_index else ""),
+                  f.predicted_ms * run.drift, f.measured_ms,
+                  f.measured_ms - f.spread_ms / 2, f.measured_ms + f.spread_ms / 2)
             for f in run.finalists]
 
 
-def _timed_final(summary: dict | None) -> Timed | None:
-    if summary is None or summary.get("measured_ms") is None:
+def _timed_final(summary: CompressSummary | None) -> Timed | None:
+    if summary is None or not summary.measured:
         return None
-    rounds = summary["measured_rounds_ms"] or [summary["measured_ms"]]
-    return Timed("exported", summary["predicted_ms"], summary["measured_ms"], min(rounds), max(rounds))
+    rounds = summary.measured_rounds_ms or [summary.measured_ms]
+    return Timed("exported", summary.predicted_ms, summary.measured_ms, min(rounds), max(rounds))
 
 
 def finalists_table(run: CompressRun) -> Html:
@@ -290,9 +274,9 @@ def finalists_table(run: CompressRun) -> Html:
     return page.table(
         ["evaluation", "proxy top-1", "predicted (table) ms", "predicted × drift ms", "measured ms",
          "IQR ms", "budget then (measured) ms", "meets budget", "chosen"],
-        [[f["index"], pct(f["top1"]), f"{f['predicted_ms']:.4f}", f"{f['predicted_ms'] * drift:.4f}",
-          f"{f['measured_ms']:.4f}", f"{f['spread_ms']:.4f}", f"{f['budget_ms']:.4f}",
-          "yes" if f["meets_budget"] else "no", "✓" if f["index"] == run.chosen_index else ""] for f in run.finalists],
+        [[f.index, pct(f.top1), f"{f.predicted_ms:.4f}", f"{f.predicted_ms * drift:.4f}",
+          f"{f.measured_ms:.4f}", f"{f.spread_ms:.4f}", f"{f.budget_ms:.4f}",
+          "yes" if f.meets_budget else "no", "✓" if f.index == run.chosen_index else ""] for f in run.finalists],
         [False, True, True, True, True, True, True, False, False])
 
 
@@ -300,13 +284,12 @@ def _latency_section(run: CompressRun) -> Html | None:
     finalists, final = _timed_finalists(run), _timed_final(run.summary)
     if not finalists and final is None:
         return None
-    budget = run.summary["budget_ms"] if run.summary else (run.finalists[0]["budget_ms"] if run.finalists else None)
+    budget = run.summary.budget_ms if run.summary else (run.finalists[0].budget_ms if run.finalists else None)
     png = plots.latency_check_figure(finalists, final, budget)
-    how = ("the exported TensorRT engine was timed with CUDA events, interleaved with the uncompressed engine, "
-           "against its (uncalibrated) TensorRT table" if (run.summary or {}).get("backend") == "tensorrt" else
-           "x: predicted latency (calibrated table × drift from baseline.json), y: measured latency. Finalists "
+    how = ("x: predicted latency (calibrated table × drift from baseline.json), y: measured latency. Finalists "
            "were timed once, interleaved with the uncompressed model, before fine-tuning; the exported engine "
-           "was timed in several fresh processes")
+           "was timed in several fresh processes" if run.finalists else
+           "the exported engine was timed interleaved with the uncompressed one, against its table as it is")
     parts = [page.figure(png, "predicted vs measured latency",
                          f"Engines timed for real: {how}. The budget line is the one the verdict uses (it moves "
                          "with the measured uncompressed latency).")]
@@ -316,8 +299,7 @@ def _latency_section(run: CompressRun) -> Html | None:
 
 
 def _progress_section(run: CompressRun) -> Html | None:
-    strategy = str(run.config.get("strategy", "?"))
-    candidates = [_candidate(r, strategy) for r in run.candidates.rows]
+    candidates = [_point(r) for r in run.candidates.rows]
     if not candidates:
         return None
     over = sum(run.budget_table_ms is not None and c.predicted_ms > run.budget_table_ms for c in candidates)
@@ -329,15 +311,9 @@ def _progress_section(run: CompressRun) -> Html | None:
 
 def _recorded_checksums(artifacts: Path) -> dict[str, str]:
     """File name -> SHA-256 as the export's manifest recorded them (empty without a manifest)."""
-    manifest = artifacts / MANIFEST_NAME
-    if not manifest.is_file():
+    if not (artifacts / MANIFEST_NAME).is_file():
         return {}
-    data = read_json_object(manifest, "manifest", InputError)
-    files = data.get("files")
-    if not isinstance(files, dict) or not all(isinstance(v, dict) and isinstance(v.get("sha256"), str)
-                                              for v in files.values()):
-        raise InputError(f"{manifest}: malformed record ('files' must map names to {{sha256, bytes}})")
-    return {name: info["sha256"] for name, info in files.items()}
+    return {name: info["sha256"] for name, info in load_manifest(artifacts).files.items()}
 
 
 def artifacts_table(artifacts: Path) -> Html:
@@ -358,7 +334,7 @@ def artifacts_table(artifacts: Path) -> Html:
 
 
 def _artifacts_section(run: CompressRun) -> Html | None:
-    artifacts = run.records.path("artifacts")
+    artifacts = run.records.path(RunFiles.ARTIFACTS)
     if not artifacts.is_dir():
         return None
     return page.section("Artifacts", artifacts_table(artifacts))
@@ -367,7 +343,7 @@ def _artifacts_section(run: CompressRun) -> Html | None:
 def _table_section(run: CompressRun) -> Html | None:
     if run.table is None:
         return None
-    factors = (run.calibration or {}).get("factors", {})
+    factors = run.calibration.factors if run.calibration else {}
     note = "".join(f" {k} ×{v:.3f}," for k, v in factors.items() if isinstance(v, (int, float))).rstrip(",")
     return table_section(run.table, f" The search used this table calibrated against real engines:{note}."
                          if note else "")
@@ -378,7 +354,7 @@ def compress_report(records: RunRecords) -> str:
     run = CompressRun(records)
     sections = [_result_section(run), _pareto_section(run), _policy_section(run), _latency_section(run),
                 _progress_section(run), _table_section(run), _artifacts_section(run)]
-    model, target = run.config.get("model", "?"), run.config.get("target", "?")
+    model, target = (run.config.model, run.config.target) if run.config else ("?", "?")
     return page.document(f"hirelc compress: {model} on {target}", "run report, rebuilt from the run directory",
                          [*banners(run), header(run), *(s for s in sections if s is not None)])
 

@@ -19,9 +19,11 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import PercentFormatter
 
 from ..latency.table import LatencyTable
+from ..precision import Precision
 
 DPI = 110
-PRECISION_COLOURS = {"fp32": "#4c72b0", "int8": "#dd8452", "fp16": "#55a868", "bf16": "#64b5cd"}
+PRECISION_COLOURS = {Precision.FP32: "#4c72b0", Precision.INT8: "#dd8452", Precision.FP16: "#55a868",
+                     Precision.FP8: "#64b5cd"}
 OTHER_PRECISION = "#937860"
 MIXED_COLOUR = "#8172b3"
 BUDGET_COLOUR = "#c44e52"
@@ -322,7 +324,7 @@ def table_heatmap_figure(table: LatencyTable) -> bytes:
 
 def precision_mix(widths: Sequence[int], precisions: Sequence[str]) -> str:
     """"all fp32", "all int8" (any single precision) or "mixed", over the blocks that are kept."""
-    kept = {p for w, p in zip(widths, precisions) if w != 0} or {"fp32"}
+    kept = {p for w, p in zip(widths, precisions) if w != 0} or {Precision.FP32}
     return f"all {next(iter(kept))}" if len(kept) == 1 else "mixed"
 
 

@@ -3,23 +3,27 @@ real exported engines (``latency/validate.py``)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from ..latency.table import LatencyTable, load_table
+from ..latency.validate import ValidationReport
+from ..records import ProfileRunConfig
+from ..runs import RunFiles
 from . import page, plots
 from .page import Html, ms
-from .records import CONFIG, NUMBER, RunRecords, require_each
+from .records import RunRecords
 
-VALIDATION_ROW_FIELDS = {"widths": list, "precisions": list, "predicted_ms": NUMBER, "measured_ms": NUMBER,
-                         "measured_spread_ms": NUMBER}
 SUMMARY_GROUPS = {"all": "all configurations", "fp32": "FP32 only", "int8_or_mixed": "with INT8 blocks"}
 
 
-def banners(config: dict, table: LatencyTable | None, validation: dict | None) -> list[Html]:
+def banners(config: ProfileRunConfig | None, table: LatencyTable | None,
+            validation: ValidationReport | None) -> list[Html]:
     """Completeness and a predicted table, at the top."""
     out = []
     if table is None:
         out.append(page.banner("incomplete run: no latency_table.json yet (stopped, or still running, during "
                                "profiling)", "warn"))
-    elif config.get("validate") and validation is None:
+    elif config and config.validate and validation is None:
         out.append(page.banner("incomplete run: no validation.json yet (stopped, or still running, during "
                                "validation)", "warn"))
     if table is not None and table.kind != "measured":
@@ -28,19 +32,19 @@ def banners(config: dict, table: LatencyTable | None, validation: dict | None) -
     return out
 
 
-def header(config: dict, table: LatencyTable | None) -> Html:
+def header(config: ProfileRunConfig | None, table: LatencyTable | None) -> Html:
     """Model, target, device and how the table was made."""
     method = table.method if table is not None else {}
+    c = config
     return page.key_values([
-        ("model", config.get("model", "—")),
-        ("target", f"{config.get('target', '—')}" + (f" ({config['target_file']})" if config.get("target_file")
-                                                      else "")),
-        ("device", page.fingerprint_text(config.get("fingerprint"))),
+        ("model", c.model if c else "—"),
+        ("target", f"{c.target} ({c.target_file})" if c else "—"),
+        ("device", page.fingerprint_text(c.fingerprint if c else None)),
         ("latency table", f"{table.kind}, created {table.created or '—'}" if table else "—"),
-        ("table reused from", config.get("table") or "— (measured in this run)"),
+        ("table reused from", (c.table if c else None) or "— (measured in this run)"),
         ("fixed cost (stem, head)", ms(table.fixed_ms) if table else "—"),
         ("networks profiled", method.get("networks_profiled", "—")),
-        ("validation", f"{config.get('validate', 0)} random configurations (seed {config.get('seed', '—')})"),
+        ("validation", f"{c.validate} random configurations (seed {c.seed})" if c else "—"),
     ])
 
 
@@ -73,23 +77,22 @@ def _rows_table(rows: list[dict]) -> Html:
         [False, False, True, True, True, True])
 
 
-def _validation_section(validation: dict, source: str) -> Html:
-    rows = require_each(validation.get("rows"), VALIDATION_ROW_FIELDS, source)
+def _validation_section(validation: ValidationReport) -> Html:
+    rows = [asdict(r) | {"abs_pct_error": r.abs_pct_error} for r in validation.rows]
     return page.section("Validation: predicted vs measured", page.figure(
         plots.validation_figure(rows), "validation scatter",
         "Each validation configuration exported and timed for real, interleaved. x: the table's prediction, "
         "y: the measured median; colour: precision mix of the kept blocks. Shaded: within 5% of the prediction."),
-        _errors_table(validation.get("summary") or {}), _rows_table(rows))
+        _errors_table(validation.summary()), _rows_table(rows))
 
 
 def profile_report(records: RunRecords) -> str:
     """The HTML report of a profile run (complete or not)."""
-    config = records.object(CONFIG, "run configuration") or {}
-    table = load_table(records.path("latency_table.json")) if records.has("latency_table.json") else None
-    validation = records.object("validation.json", "validation record", {"rows": list})
-    sections = [table_section(table) if table else None,
-                _validation_section(validation, str(records.path("validation.json"))) if validation else None]
-    title = f"hirelc profile: {config.get('model', '?')} on {config.get('target', '?')}"
+    config = records.load(RunFiles.CONFIG, ProfileRunConfig.load)
+    table = records.load(RunFiles.TABLE, load_table)
+    validation = records.load(RunFiles.VALIDATION, ValidationReport.load)
+    sections = [table_section(table) if table else None, _validation_section(validation) if validation else None]
+    title = f"hirelc profile: {config.model if config else '?'} on {config.target if config else '?'}"
     return page.document(title, "run report, rebuilt from the run directory",
                          [*banners(config, table, validation), header(config, table),
                           *(s for s in sections if s is not None)])

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Normal
 
+from ..precision import Precision
 from .prior import DamageModel
 from .space import SearchSpace
 
@@ -104,7 +105,7 @@ class Features:
         rows = np.arange(self.space.n)
         current = np.stack([self.space.block_ms[rows, incumbent] / self.total,
                             self.space.width[rows, incumbent] / self.space.full_width,
-                            [self.space.options[b][k].precision == "int8" for b, k in enumerate(incumbent)]], 1)
+                            [self.space.options[b][k].precision == Precision.INT8 for b, k in enumerate(incumbent)]], 1)
         return torch.tensor(np.hstack([self.static, current]), dtype=torch.float32)
 
     def global_features(self, incumbent_top1: float, used: float) -> torch.Tensor:

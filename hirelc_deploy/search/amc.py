@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
+from ..precision import Precision
 from .block_env import BlockEnv, ratio_to_option, stop_when_done
 from .context import SearchContext
 
@@ -32,12 +33,12 @@ def search(ctx: SearchContext, settings: AmcSettings = AmcSettings()) -> None:
     from stable_baselines3 import DDPG
     from stable_baselines3.common.noise import NormalActionNoise
 
-    low = [p for p in ctx.space.precisions if p != "fp32"]
-    dims = 2 if low and "fp32" in ctx.space.precisions else 1
+    low = [p for p in ctx.space.precisions if p != Precision.FP32]
+    dims = 2 if low and Precision.FP32 in ctx.space.precisions else 1
 
     def decode(block: int, action: np.ndarray) -> int:
         keep = float(np.clip((action[0] + 1) / 2, 0.0, 1.0))
-        precision = None if dims == 1 else (low[0] if action[1] > 0 else "fp32")
+        precision = None if dims == 1 else (low[0] if action[1] > 0 else Precision.FP32)
         return ratio_to_option(ctx, block, keep, precision)
 
     env = BlockEnv(ctx, gym.spaces.Box(-1.0, 1.0, shape=(dims,), dtype=np.float32), decode)

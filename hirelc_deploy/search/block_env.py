@@ -56,7 +56,7 @@ class BlockEnv(gym.Env):
     def _clip(self, b: int, k: int) -> int:
         """AMC's budget-aware clipping: keep enough latency for the remaining blocks at their fastest."""
         space = self.ctx.space
-        allowed = self.ctx.budget_ms - space.table.fixed_ms - self.spent - self.min_ms[b + 1:].sum()
+        allowed = self.ctx.budget_table_ms - space.table.fixed_ms - self.spent - self.min_ms[b + 1:].sum()
         if space.block_ms[b, k] <= allowed:
             return k
         fits = np.flatnonzero(space.valid[b] & (space.block_ms[b] <= allowed))

@@ -50,7 +50,7 @@ class SearchContext:
 
     space: SearchSpace
     prior: DamageModel
-    budget_ms: float  # in the table's units
+    budget_table_ms: float  # in the table's units (``budget.ResolvedBudget.table_ms``: checked feasible there)
     evaluate: Callable[[list[int], list[str]], tuple[EvalResult, bool]]
     evals: int
     seed: int = 0
@@ -60,7 +60,6 @@ class SearchContext:
     _seen: dict[tuple[int, ...], Evaluation] = field(default_factory=dict)
 
     def __post_init__(self):
-        self.space.check_budget(self.budget_ms)
         self.rng = np.random.default_rng(self.seed)
 
     @property
@@ -73,7 +72,7 @@ class SearchContext:
 
     def wall(self, x: np.ndarray) -> np.ndarray:
         """The action wall for this search's budget."""
-        return repair(self.space, self.prior, x, self.budget_ms)
+        return repair(self.space, self.prior, x, self.budget_table_ms)
 
     def known(self, x: np.ndarray) -> Evaluation | None:
         """The evaluation of configuration ``x`` (after the wall) if this search has one."""

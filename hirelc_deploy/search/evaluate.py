@@ -21,6 +21,7 @@ from torch import nn
 
 from ..apply import prune_to_widths, recalibrate_batchnorm
 from ..models import CompressibleBlock
+from ..precision import Precision
 from ..sensitivity import Sensitivity
 from .int8_sim import simulate_int8
 
@@ -93,7 +94,7 @@ class Evaluator:
         prune_to_widths(model, widths, (1, *self.input_shape), self.sensitivity, "fisher")
         recalibrate_batchnorm(model, iter(self.data.bn_batches), sum(len(b) for b in self.data.bn_batches))
         blocks = [m for m in model.modules() if isinstance(m, CompressibleBlock)]
-        int8 = [b for b, w, p in zip(blocks, widths, precisions) if p == "int8" and w > 0]
+        int8 = [b for b, w, p in zip(blocks, widths, precisions) if p == Precision.INT8 and w > 0]
         if int8:
             simulate_int8(model, int8, self.data.calibration)
         return model.eval()

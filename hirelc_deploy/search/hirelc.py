@@ -59,7 +59,7 @@ class _Learner:
         self.ctx, self.settings = ctx, settings
         torch.manual_seed(ctx.seed)
         self.generator = torch.Generator().manual_seed(ctx.seed)
-        self.features = Features(ctx.space, ctx.prior, ctx.budget_ms, settings.temperature)
+        self.features = Features(ctx.space, ctx.prior, ctx.budget_table_ms, settings.temperature)
         self.anchor = ctx.wall(ctx.space.full_index)
         self.coordinator = Coordinator(self.features.block_count, 4)
         self.agent = BlockAgent(self.features.option_count)
@@ -104,7 +104,7 @@ class _Critic:
 
     def imagined_rewards(self, options: np.ndarray) -> np.ndarray:
         """Optimistic value minus a penalty for predicted latency over the budget."""
-        overshoot = np.maximum(self.ctx.space.latency(options) / self.ctx.budget_ms - 1.0, 0.0)
+        overshoot = np.maximum(self.ctx.space.latency(options) / self.ctx.budget_table_ms - 1.0, 0.0)
         if self.surrogate.ready:
             value, scale = self.optimistic(options), 1.0
         else:
@@ -118,7 +118,7 @@ def _screen(ctx: SearchContext, learner: _Learner, critic: _Critic, settings: Hi
     differing from the others picked in at least ``min_distance`` blocks."""
     with torch.no_grad():
         pool = learner.sample(settings.pool).options
-    pool = np.unique(repair_batch(ctx.space, ctx.prior, np.unique(pool, axis=0), ctx.budget_ms), axis=0)
+    pool = np.unique(repair_batch(ctx.space, ctx.prior, np.unique(pool, axis=0), ctx.budget_table_ms), axis=0)
     fresh = np.array([x for x in pool if ctx.known(x) is None])
     if not len(fresh):
         return []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..precision import Precision
 from ..sensitivity import Sensitivity
 from .space import SearchSpace
 
@@ -39,7 +40,7 @@ class DamageModel:
                 cost = _removal_cost(row.channel_fisher, full, o.width)
                 if o.width == 0:
                     cost *= removal_weight
-                elif o.precision == "int8":
+                elif o.precision == Precision.INT8:
                     cost += int8_weight * row.int8_saliency * o.width / full
                 self.damage[b, k] = cost
         self.damage[~space.valid] = np.inf

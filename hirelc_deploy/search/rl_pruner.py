@@ -31,7 +31,7 @@ def _policy(ctx: SearchContext, logits: np.ndarray) -> np.ndarray:
     full = space.block_ms[rows, space.full_index]
     share = np.exp(logits - logits.max())
     share /= share.sum()
-    reduction = space.uncompressed_ms - ctx.budget_ms
+    reduction = space.uncompressed_ms - ctx.budget_table_ms
     return ctx.prior.best_within(full - share * reduction)
 
 

@@ -9,6 +9,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..records import SearchRecord
 from ..sensitivity import Sensitivity
 from .context import Evaluation, SearchContext, best_of
 from .evaluate import EvalResult
@@ -24,7 +25,7 @@ class SearchOutcome:
     strategy: str
     seed: int
     evals: int
-    budget_ms: float  # in table units
+    budget_table_ms: float
     history: list[Evaluation]
     seconds: float
 
@@ -36,21 +37,21 @@ class SearchOutcome:
         """Evaluations from best to worst proxy accuracy."""
         return sorted(self.history, key=lambda e: e.result.key(), reverse=True)
 
-    def summary(self) -> dict:
+    def record(self) -> SearchRecord:
+        """What ``search.json`` keeps of the search."""
         best = self.best
-        return {"strategy": self.strategy, "seed": self.seed, "evals_allowed": self.evals,
-                "evals_used": len(self.history), "budget_table_ms": self.budget_ms, "seconds": self.seconds,
-                "best_index": best.index, "best": best.to_dict()}
-
+        return SearchRecord(self.strategy, self.seed, self.evals, len(self.history), self.budget_table_ms,
+                            self.seconds, best.index, best.to_dict())
 
 def run_search(strategy: str, space: SearchSpace, sensitivity: Sensitivity,
-               evaluate: Callable[[list[int], list[str]], tuple[EvalResult, bool]], budget_ms: float, evals: int,
+               evaluate: Callable[[list[int], list[str]], tuple[EvalResult, bool]], budget_table_ms: float, evals: int,
                seed: int = 0, on_evaluation: Callable[[Evaluation], None] | None = None) -> SearchOutcome:
-    """Run ``strategy`` for ``evals`` real evaluations under ``budget_ms`` (table units); deterministic per seed."""
+    """Run ``strategy`` for ``evals`` real evaluations under ``budget_table_ms`` (the table's units, as
+    ``budget.ResolvedBudget.table_ms`` gives it after checking it can be met); deterministic per seed."""
     search = get_strategy(strategy)
     torch.manual_seed(seed)
     np.random.seed(seed)
-    ctx = SearchContext(space, DamageModel(space, sensitivity), budget_ms, evaluate, evals, seed, on_evaluation)
+    ctx = SearchContext(space, DamageModel(space, sensitivity), budget_table_ms, evaluate, evals, seed, on_evaluation)
     start = time.perf_counter()
     search(ctx)
-    return SearchOutcome(strategy, seed, evals, budget_ms, ctx.history, time.perf_counter() - start)
+    return SearchOutcome(strategy, seed, evals, budget_table_ms, ctx.history, time.perf_counter() - start)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 
-
 from .context import SearchContext
 from .space import nearest_widths
 from .wall import repair
@@ -29,7 +28,7 @@ def fisher_greedy(ctx: SearchContext) -> None:
         if ctx.exhausted:
             return
         prior = ctx.prior.weighted(int8, removal)
-        ctx.propose(repair(ctx.space, prior, ctx.space.full_index, ctx.budget_ms))
+        ctx.propose(repair(ctx.space, prior, ctx.space.full_index, ctx.budget_table_ms))
 
 
 def uniform(ctx: SearchContext) -> None:
@@ -44,7 +43,7 @@ def uniform(ctx: SearchContext) -> None:
         for fraction in fractions:
             x = space.encode(nearest_widths(space.table, fraction), [precision] * space.n)
             choice = x
-            if space.latency(x[None])[0] <= ctx.budget_ms:
+            if space.latency(x[None])[0] <= ctx.budget_table_ms:
                 break
         ctx.propose(choice)
 

@@ -17,6 +17,7 @@ from ..errors import InputError
 from ..latency import LatencyTable
 from ..latency.table import STEM_HEAD_PRECISION, transition_key
 from ..policy import Policy
+from ..precision import Precision
 
 
 def nearest_widths(table: LatencyTable, fraction: float) -> list[int]:
@@ -79,7 +80,8 @@ class SearchSpace:
         # Padding options are never chosen; give them an infinite cost so any accidental use shows.
         self.block_ms[~self.valid] = np.inf
         # Removed blocks are recorded in FP32, so this marks exactly the kept blocks running INT8.
-        self.int8 = self.valid & (self.code == codes["int8"]) if "int8" in codes else np.zeros_like(self.valid)
+        self.int8 = (self.valid & (self.code == codes[Precision.INT8]) if Precision.INT8 in codes
+                     else np.zeros_like(self.valid))
         p = len(table.precisions)
         self.transition = np.zeros((self.n + 1, p, p))
         for k, costs in enumerate(table.transitions_ms):
@@ -186,12 +188,3 @@ class SearchSpace:
         """``count`` configurations with every block's option drawn uniformly."""
         counts = self.valid.sum(axis=1)
         return (rng.random((count, self.n)) * counts).astype(np.int64)
-
-    def check_budget(self, budget_ms: float, flag: str = "--latency-budget") -> None:
-        """Refuse a budget the table cannot meet or that needs no compression, saying what the limits are."""
-        if budget_ms < self.fastest_ms:
-            raise InputError(f"{flag}: {budget_ms:.4f} ms (table units) is below the fastest configuration the "
-                             f"table allows, {self.fastest_ms:.4f} ms")
-        if budget_ms >= self.uncompressed_ms:
-            raise InputError(f"{flag}: {budget_ms:.4f} ms (table units) is not below the uncompressed model's "
-                             f"{self.uncompressed_ms:.4f} ms: there is nothing to compress")

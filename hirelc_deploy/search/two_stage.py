@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
+from ..precision import Precision
 from .block_env import BlockEnv, ratio_to_option, stop_when_done
 from .context import SearchContext
 
@@ -51,7 +52,7 @@ class _StagedEnv(BlockEnv):
 def search(ctx: SearchContext, settings: TwoStageSettings = TwoStageSettings()) -> None:
     """Pruning agent for half the evaluations, then a precision agent for the rest."""
     precisions = ctx.space.precisions
-    low = next((p for p in precisions if p != "fp32"), precisions[0])
+    low = next((p for p in precisions if p != Precision.FP32), precisions[0])
 
     def prune(block: int, action: np.ndarray) -> int:
         return ratio_to_option(ctx, block, float(np.clip((action[0] + 1) / 2, 0.0, 1.0)), low)

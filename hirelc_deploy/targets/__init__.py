@@ -1,7 +1,9 @@
-"""Targets (parsed ``hw_profiles/*.toml``) and device fingerprints."""
+"""Targets (parsed TOML files, shipped with the package or the user's own) and device fingerprints."""
 
-from .fingerprint import Fingerprint, current_fingerprint
-from .target import MeasureSettings, Target, available_targets, load_target, parse_target
+from .backends import Backend, backend_of, current_fingerprint, get_backend
+from .catalog import available_targets, load_target
+from .fingerprint import Fingerprint
+from .target import MeasureSettings, Target, parse_target
 
-__all__ = ["Fingerprint", "MeasureSettings", "Target", "available_targets", "current_fingerprint", "load_target",
-           "parse_target"]
+__all__ = ["Backend", "Fingerprint", "MeasureSettings", "Target", "available_targets", "backend_of",
+           "current_fingerprint", "get_backend", "load_target", "parse_target"]

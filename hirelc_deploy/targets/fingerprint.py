@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import platform
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-from .target import Target
+if TYPE_CHECKING:
+    from .target import Target
 
 # CPU features that change which kernels ONNX Runtime picks (and so the latencies).
 _RELEVANT_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
@@ -66,37 +68,18 @@ def _cpuinfo() -> tuple[str, tuple[str, ...]]:
     return model, tuple(f for f in _RELEVANT_FLAGS if f in flags)
 
 
-def current_fingerprint(target: Target) -> Fingerprint:
-    """Fingerprint of this machine running ``target``'s backend and settings."""
+def machine_identity(target: Target, runtime_version: str, accelerator: str = "") -> Fingerprint:
+    """Fingerprint of this machine running ``target`` on a runtime of ``runtime_version`` (and ``accelerator``,
+    the GPU, where there is one); the target's backend knows both (``targets.backends.current_fingerprint``)."""
     model, flags = _cpuinfo()
-    gpu = ""
-    if target.backend == "onnxruntime":
-        import onnxruntime
-
-        version = onnxruntime.__version__
-    elif target.backend == "tensorrt":
-        version, gpu = _tensorrt_device()
-    else:
-        version = "unknown"
     return Fingerprint(
         cpu_model=model,
         cpu_flags=flags,
         cpu_count=os.cpu_count() or 1,
         runtime=target.backend,
-        runtime_version=version,
+        runtime_version=runtime_version,
         execution_provider=target.execution_provider,
         threads=target.threads,
         batch_size=target.batch_size,
-        gpu=gpu,
+        gpu=accelerator,
     )
-
-
-def _tensorrt_device() -> tuple[str, str]:
-    """(TensorRT version, GPU name), each "none" where missing: TensorRT tables are only measured with both."""
-    import torch
-
-    from ..export.tensorrt import tensorrt_version
-
-    version = tensorrt_version()
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return (".".join(map(str, version)) if version else "none"), gpu

@@ -1,4 +1,4 @@
-"""Targets: a device and runtime to deploy to, described by a TOML file in ``hw_profiles/``."""
+"""Targets: a device and runtime to deploy to, described by a TOML file (``catalog`` says where they are found)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..errors import TargetError
-from ..settings import profiles_dir
+from .backends import BACKEND_PRECISIONS
 
 SCHEMA_VERSION = 1
-
-# Precisions each backend can really run; a target asking for anything else is rejected at load time.
-BACKEND_PRECISIONS = {
-    "onnxruntime": {"fp32", "int8"},
-    "tensorrt": {"fp32", "fp16", "int8", "fp8"},
-}
 
 
 @dataclass(frozen=True)
@@ -176,20 +170,3 @@ def _parse_roofline(path: Path, raw: dict | None, precisions: tuple[str, ...]) -
     if not isinstance(raw.get("sparsity_2_4", False), bool):
         raise TargetError(f"{path}: [roofline] sparsity_2_4 must be true or false")
     return Roofline(**{**raw, "peak_tops": {k: float(v) for k, v in peaks.items()}})
-
-
-def available_targets() -> list[str]:
-    """Names of the targets shipped in the profiles directory."""
-    return sorted(p.stem for p in profiles_dir().glob("*.toml"))
-
-
-def load_target(name_or_path: str) -> Target:
-    """Load a target by name (a file in ``hw_profiles/``) or by path to a TOML file."""
-    candidate = Path(name_or_path)
-    if candidate.suffix == ".toml" or candidate.exists():
-        return parse_target(candidate)
-    path = profiles_dir() / f"{name_or_path}.toml"
-    if not path.exists():
-        raise TargetError(f"--target: unknown target '{name_or_path}' (choose from {', '.join(available_targets())} "
-                          "or give a .toml path)")
-    return parse_target(path)

@@ -1,9 +1,10 @@
-"""Measuring TensorRT engines on the GPU, and the block latency table made from those measurements.
+"""TensorRT engines on the GPU: bound to torch CUDA buffers, timed end to end with CUDA events, and profiled per
+layer (time split between blocks).
 
 End-to-end latency is timed with CUDA events around each inference, one inference in flight at a time, with no
-profiler attached. How that time splits between blocks comes from TensorRT's per-layer profiler in separate
-runs (the profiler slows every layer down); ``attribution`` then rescales the split to the measured totals,
-exactly as for ONNX Runtime, so the table has the same format as ``latency.profile.profile``'s.
+profiler attached. How that time splits between blocks comes from TensorRT's per-layer profiler in separate runs
+(the profiler slows every layer down); ``latency.attribution`` then rescales the split to the measured totals,
+exactly as for ONNX Runtime, so a TensorRT table has the same format.
 """
 
 from __future__ import annotations
@@ -11,30 +12,14 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping
 
 import torch
 
-from ..errors import TargetError
-from ..export.tensorrt import (
-    TensorRTError,
-    build_engine,
-    check_precisions,
-    conv_nodes,
-    deserialize_engine,
-    fused_names,
-    layer_blocks,
-    load_layer_info,
-    parse_version,
-    require_tensorrt,
-)
-from ..models import ModelSpec, get_model_spec
-from ..targets import MeasureSettings, Target
-from . import attribution
-from .profile import Config, Progress, measured_table, model_input_shape
-from .table import LatencyTable
-from .timing import Timing, measure_interleaved
-from .variants import build_trt_variant, overhead_model
+from ..latency.timing import Timing, measure_interleaved
+from ..models.naming import BlockMapper
+from ..targets.target import MeasureSettings
+from .tensorrt import TensorRTError, conv_nodes, deserialize_engine, fused_names, require_tensorrt
 
 # TensorRT DataType names -> torch dtypes of the buffers bound to an engine's inputs and outputs.
 _TORCH_DTYPES = {
@@ -150,19 +135,19 @@ def profile_layers(engine_path: Path, runs: int, warmup: int) -> dict[str, float
     return {name: statistics.median(times) for name, times in recorder.times.items()}
 
 
-def _owners(layer_name: str, prefixes: Sequence[str]) -> list[str | None]:
+def _owners(layer_name: str, mapper: BlockMapper) -> list[str | None]:
     """Who computes a (fused) layer: the owners of its convolutions when it has any (the next block's input
     quantization fused into a convolution is only its epilogue), else of all its nodes; None stands for
     module-path nodes outside every block (stem or head). Nodes TensorRT made up (no module path) own nothing,
     so a layer of only such nodes goes to the stem or head by position."""
     owners: list[str | None] = []
     for node in conv_nodes(layer_name) or fused_names(layer_name):
-        blocks = layer_blocks(node, prefixes)
+        blocks = mapper.mentioned(node)
         owners += blocks or ([None] if "/" in node else [])
     return list(dict.fromkeys(owners)) or [None]
 
 
-def block_times(layer_ms: Mapping[str, float], prefixes: Sequence[str]) -> tuple[dict[str, float], float, float]:
+def block_times(layer_ms: Mapping[str, float], mapper: BlockMapper) -> tuple[dict[str, float], float, float]:
     """Per-layer times summed per block prefix, and the stem and head times.
 
     A layer is charged to the owner of its convolutions (a block's last convolution with the next block's input
@@ -170,11 +155,11 @@ def block_times(layer_ms: Mapping[str, float], prefixes: Sequence[str]) -> tuple
     outside every block is the stem's before the first layer that belongs to a block, in report (execution)
     order, and the head's after.
     """
-    per_block = dict.fromkeys(prefixes, 0.0)
+    per_block = dict.fromkeys(mapper.prefixes, 0.0)
     stem = head = 0.0
     seen_block = False
     for name, ms in layer_ms.items():
-        owners = _owners(name, prefixes)
+        owners = _owners(name, mapper)
         for owner in owners:
             if owner is not None:
                 per_block[owner] += ms / len(owners)
@@ -184,65 +169,3 @@ def block_times(layer_ms: Mapping[str, float], prefixes: Sequence[str]) -> tuple
                 stem += ms / len(owners)
         seen_block = seen_block or any(o is not None for o in owners)
     return per_block, stem, head
-
-
-def _build_checked(spec: ModelSpec, index: int, config: Config, shape: Sequence[int], workdir: Path,
-                   cache: Path) -> Path:
-    """Build configuration ``index`` and refuse an engine that does not run each block in its precision."""
-    onnx_path = workdir / f"config{index}.onnx"
-    expected = build_trt_variant(spec, config.widths, config.precisions, shape, onnx_path)
-    build = build_engine(onnx_path, workdir / f"config{index}.engine", cache)
-    problems = check_precisions(load_layer_info(build.layer_info_path), expected)
-    if problems:
-        raise TensorRTError(f"{spec.name} configuration {index} ({' '.join(config.precisions)}): TensorRT does not "
-                            f"run it as asked: {'; '.join(problems)}")
-    return build.engine_path
-
-
-def measure_engines(model: str, target: Target, configs: Sequence[Config], workdir: Path,
-                    progress: Progress | None = None, profiled: int = 0):
-    """Build every configuration, profile the first ``profiled`` per layer and time all of them interleaved.
-
-    Returns (timings per config, observations of the profiled ones, per-call overhead timing), like
-    ``profile.measure_configs``. All builds share one timing cache.
-    """
-    spec = get_model_spec(model)
-    prefixes = [b.onnx_prefix for b in spec.blocks()]
-    shape = model_input_shape(model, target)
-    note = progress or (lambda *_: None)
-    cache = workdir / "timing.cache"
-    engines = {}
-    for i, config in enumerate(configs):
-        engines[f"config{i}"] = _build_checked(spec, i, config, shape, workdir, cache)
-        note("building", 1)
-    # The overhead network does almost nothing: its latency is the per-call cost no layer accounts for.
-    overhead = overhead_model(shape, spec.num_classes, workdir / "overhead.onnx")
-    engines["overhead"] = build_engine(overhead, workdir / "overhead.engine", cache).engine_path
-    splits = []
-    for i in range(profiled):
-        layer_ms = profile_layers(engines[f"config{i}"], target.measure.profile_runs, target.measure.warmup_runs)
-        splits.append(block_times(layer_ms, prefixes))
-        note("profiling", 1)
-    timings = time_engines(engines, target.measure, on_burst=lambda: note("timing", 1))
-    observations = [
-        attribution.Observation(c.widths, c.precisions, timings[f"config{i}"],
-                                tuple(per_block[p] for p in prefixes), stem, head)
-        for i, (c, (per_block, stem, head)) in enumerate(zip(configs, splits))
-    ]
-    return [timings[f"config{i}"] for i in range(len(configs))], observations, timings["overhead"]
-
-
-def profile_tensorrt(model: str, target: Target, fractions: Sequence[float] | None = None,
-                     progress: Progress | None = None) -> LatencyTable:
-    """Measure the block latency table of ``model`` on ``target`` with TensorRT (this GPU must be the target).
-
-    Progress units match ``profile.profile_steps``: one per built configuration, per profiled one, and per burst.
-    """
-    if target.backend != "tensorrt":
-        raise TargetError(f"target {target.name}: backend is {target.backend}, not tensorrt")
-    trt = require_tensorrt()
-    return measured_table(model, target, measure_engines, fractions, progress, {
-        "tensorrt_version": ".".join(map(str, parse_version(trt.__version__))),
-        "e2e_timing": "CUDA events around execute_async_v3, one inference in flight, no profiler attached",
-        "block_split": "TensorRT IProfiler per-layer medians, in separate runs",
-    })

@@ -16,16 +16,17 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import torch
 
 from ..errors import HirelcError
+from ..models.naming import BlockMapper
+from ..precision import Precision
 from ..runs import atomic_write_bytes, atomic_write_text, read_json_object
 
 MIN_MAJOR = 10
 _NEEDS = "building and running TensorRT engines needs the tensorrt package (NVIDIA's wheel) and an NVIDIA GPU"
-LOW_PRECISIONS = ("int8", "fp8")  # quantized precisions: a conversion to or from FP32 inside them is a fallback
 
 # Words of TensorRT's "Format/Datatype" strings ("Thirty-two wide channel vectorized row major Int8 format",
 # "Row major linear FP32", "Half", ...) that name the element type; spellings differ between versions.
@@ -182,17 +183,6 @@ def load_layer_info(path: Path) -> dict:
     return read_json_object(Path(path), "TensorRT layer report", TensorRTError)
 
 
-def layer_blocks(layer_name: str, prefixes: Sequence[str]) -> list[str]:
-    """Block prefixes that a TensorRT layer name mentions, in the order they first appear in it.
-
-    A fused layer is named after its ONNX nodes joined by `` + `` and a reformat layer after the layer it feeds
-    (``Reformatting CopyNode for Input Tensor 0 to /layer1/layer1.0/conv1/Conv``); the graph names every node,
-    Q/DQ and Cast of a block under the block's prefix, and prefixes end with ``/`` so none contains another.
-    """
-    found = [(layer_name.find(p), p) for p in prefixes if p in layer_name]
-    return [p for _, p in sorted(found)]
-
-
 def fused_names(layer_name: str) -> list[str]:
     """The node names a (possibly fused) TensorRT layer name is made of."""
     return [p.strip() for p in _PIECE_SEPARATOR.split(layer_name) if p.strip()]
@@ -240,17 +230,22 @@ def conv_nodes(layer_name: str) -> list[str]:
     return [p for p in fused_names(layer_name) if _CONV_NODE.search(p)]
 
 
-def _conv_blocks(name: str, prefixes: Sequence[str]) -> list[str]:
+def _conv_blocks(name: str, mapper: BlockMapper) -> list[str]:
     """Blocks of a convolution layer: those of its Conv nodes (a block's last convolution may carry the next
-    block's input quantization fused in), or every block it mentions when no piece is a Conv node."""
-    return layer_blocks(" + ".join(conv_nodes(name)) or name, prefixes)
+    block's input quantization fused in), or every block it mentions when no piece is a Conv node.
+
+    A fused layer is named after its ONNX nodes joined by `` + `` and a reformat layer after the layer it feeds
+    (``Reformatting CopyNode for Input Tensor 0 to /layer1/layer1.0/conv1/Conv``); the graph names every node,
+    Q/DQ and Cast of a block under the block's prefix."""
+    return mapper.mentioned(" + ".join(conv_nodes(name)) or name)
 
 
 def _conv_problems(layers: list[dict], expected: Mapping[str, str]) -> list[str]:
     found: dict[str, list[tuple[str, str | None]]] = {p: [] for p in expected}
+    mapper = BlockMapper(expected)
     for layer in layers:
         if _is_convolution(layer) and not _is_reformat(layer):
-            for block in _conv_blocks(str(layer.get("Name", "")), list(expected)):
+            for block in _conv_blocks(str(layer.get("Name", "")), mapper):
                 found[block].append((str(layer.get("Name", "")), _precision(layer, "Inputs")))
     problems = []
     for block, want in expected.items():
@@ -266,14 +261,14 @@ def _reformat_problems(layers: list[dict], expected: Mapping[str, str]) -> list[
     """Reformats inside an INT8/FP8 block (named for a layer of the block and reading a tensor of it) that
     convert to or from FP32: the sign of quantized layers silently running FP32 between conversions."""
     problems = []
-    low = [p for p, want in expected.items() if want in LOW_PRECISIONS]
+    low = BlockMapper(p for p, want in expected.items() if Precision(want).quantized)
     for layer in filter(_is_reformat, layers):
         source, target = _precision(layer, "Inputs"), _precision(layer, "Outputs")
-        if source == target or "fp32" not in (source, target):
+        if source == target or Precision.FP32 not in (source, target):
             continue
-        read = layer_blocks(str((layer.get("Inputs") or [{}])[0].get("Name", "")), low)
+        read = low.mentioned(str((layer.get("Inputs") or [{}])[0].get("Name", "")))
         name = str(layer.get("Name", ""))
-        for block in [b for b in layer_blocks(name, low) if b in read]:
+        for block in [b for b in low.mentioned(name) if b in read]:
             problems.append(f"block {block} ({expected[block]}): reformat layer '{name}' converts {source} to "
                             f"{target}")
     return problems
@@ -283,8 +278,9 @@ def unchecked_blocks(layer_info: Mapping, expected: Mapping[str, str]) -> list[s
     """Blocks with no convolution layer of their own in the report, so ``check_precisions`` cannot judge them:
     TensorRT's Myelin compiler can swallow layers into ``{ForeignNode[first...last]}`` layers, whose inner nodes
     the report does not list. Reported as a warning, not a failure: nothing says they run the wrong precision."""
+    mapper = BlockMapper(expected)
     seen = {block for layer in _layers(layer_info) if _is_convolution(layer) and not _is_reformat(layer)
-            for block in _conv_blocks(str(layer.get("Name", "")), list(expected))}
+            for block in _conv_blocks(str(layer.get("Name", "")), mapper)}
     return [block for block in expected if block not in seen]
 
 

@@ -1,0 +1,48 @@
+"""``hirelc bench`` as a library call: latency of a deployable file on the target (interleaved with a baseline),
+its top-1 on a test split where the target's runtime can score it, and its size, through the target's backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data import Normalize, load_images, open_dataset
+from ..errors import HirelcError
+from ..export import load_manifest
+from ..models import get_model_spec
+from ..progress import Reporter, SilentReporter, steps_of
+from ..records import BenchResult
+from ..targets import Target, backend_of, load_target
+
+# Normalisation of a file with no manifest beside it to say which model it is: ImageNet's, as torchvision's.
+DEFAULT_NORMALIZE = Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def bench(artifact: Path, target: str | Target, *, data: Path | None = None, baseline: Path | None = None,
+          limit: int | None = None, out: Path | None = None, reporter: Reporter | None = None) -> BenchResult:
+    """Measure ``artifact`` on ``target`` (this machine must be its device): latency interleaved with
+    ``baseline``, top-1 on the test split of ``data`` (``limit`` images per class), file sizes. The result is
+    also written to ``out`` (default: beside the artifact, ``NAME.bench.json``)."""
+    reporter = reporter or SilentReporter()
+    tgt = target if isinstance(target, Target) else load_target(target)
+    backend = backend_of(tgt)
+    artifact = Path(artifact)
+    backend.check_bench(artifact, baseline, scoring=data is not None)
+    images = None
+    if data is not None:
+        dataset = open_dataset(Path(data), "test", limit_per_class=limit)
+        reporter.phase("decoding test images", len(dataset))
+        images = load_images(dataset, on_image=reporter.advance)
+    reporter.phase("benchmarking", backend.bench_steps(tgt, baseline is not None))
+    result = backend.bench_files(artifact, tgt, Path(baseline) if baseline else None, images,
+                                 normalization_of(artifact), steps_of(reporter))
+    result.save(out or artifact.with_suffix(".bench.json"))
+    return result
+
+
+def normalization_of(artifact: Path) -> Normalize:
+    """The input normalisation of the model named by the manifest beside ``artifact`` (ImageNet's without one)."""
+    try:
+        spec = get_model_spec(load_manifest(Path(artifact).parent).model)
+    except HirelcError:
+        return DEFAULT_NORMALIZE
+    return Normalize(spec.mean, spec.std)

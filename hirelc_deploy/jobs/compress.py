@@ -1,0 +1,501 @@
+"""``hirelc compress``: from a trained model and a latency budget to a measured, deployable engine.
+
+table (reused or measured) -> uncompressed latency measured -> Fisher sensitivity -> search -> finalists
+measured -> best policy applied for real (pruned, BatchNorm recalibrated, distilled) -> exported -> engine
+re-benchmarked against the uncompressed one -> summary. Every record lands in the run directory
+(``runs.RunFiles``; the stages and what each writes: ``runs.COMPRESS_STAGES``).
+
+The search predicts latency from the table. On a backend that calibrates (``Backend.calibrates``: ONNX Runtime),
+the table is first corrected against a few engines timed now, and before anything is fine-tuned the few best
+policies are built and timed for real against the uncompressed model; the best one whose measured latency meets
+the budget is exported, and the exported engine is timed over several fresh processes for the verdict. Other
+backends use their table as it is and export the search's best policy. Where the target's backend cannot measure
+on this machine (TensorRT without a GPU) the summary is the table's prediction, labelled PREDICTED everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import onnxruntime
+import torch
+
+from .. import __version__
+from ..apply import DistillConfig
+from ..budget import Budget, ResolvedBudget, parse_budget
+from ..data import Normalize, load_images, open_dataset
+from ..errors import InputError
+from ..export import load_manifest
+from ..latency.calibrate import Calibration, fit
+from ..latency.table import LatencyTable, load_table
+from ..models import get_model_spec
+from ..models.checkpoints import resolve_weights
+from ..pipeline import DataConfig, PreparedData, check_dataset, export_policy, load_model, prepare_data, sensitivity_of
+from ..policy import Policy
+from ..precision import Precision
+from ..progress import Reporter, SilentReporter
+from ..records import (
+    Baseline,
+    BenchResult,
+    Candidate,
+    CompressConfig,
+    CompressRunConfig,
+    CompressSummary,
+    Finalist,
+    Finalists,
+    FinalLatency,
+    Status,
+)
+from ..report import write_report
+from ..resume import check_same_run, evaluation_cache, read_candidates, resumed_config
+from ..runs import (
+    BENCH_STAGE,
+    CALIBRATION_STAGE,
+    EXPORT_STAGE,
+    FINALISTS_STAGE,
+    SEARCH_STAGE,
+    SENSITIVITY_STAGE,
+    TABLE_STAGE,
+    RunDirectory,
+    RunFiles,
+    Stage,
+    default_run_dir,
+    now,
+    sha256,
+)
+from ..search import SearchSpace
+from ..search.context import Evaluation
+from ..search.evaluate import EvalData, Evaluator
+from ..search.prior import DamageModel
+from ..search.registry import get_strategy
+from ..search.run import SearchOutcome, run_search
+from ..search.wall import repair
+from ..sensitivity import Sensitivity
+from ..settings import cache_dir, tables_dir
+from ..targets import Backend, Target, backend_of, current_fingerprint, load_target
+from .profile import ensure_table
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CompressResult:
+    """A finished compress run: its summary and where its records and report are."""
+
+    summary: CompressSummary
+    run_dir: Path
+    report: Path
+
+
+def compress(model: str, weights: str | Path, data: str | Path, target: str | Path, latency_budget: str, *,
+             run_dir: Path | None = None, reporter: Reporter | None = None, **options) -> CompressResult:
+    """Compress a trained model for a latency budget: search, apply for real, fine-tune, export, re-measure.
+
+    ``options`` are the other fields of ``CompressConfig`` (strategy, evals, finetune_epochs, finetune_images,
+    heldout_images, test_per_class, finalists, seed, table), with the CLI's defaults. The run directory
+    (default ``runs/STAMP-compress-MODEL-TARGET``) gets every record and ``report.html``.
+    """
+    config = CompressConfig(model=model, weights=_absolute(weights), data=_absolute(data), target=_absolute(target),
+                            latency_budget=latency_budget, **options)
+    return run_compress(config, run_dir or default_run_dir("compress", model, Path(str(target)).stem), reporter)
+
+
+def resume(run_dir: Path, reporter: Reporter | None = None, **given) -> CompressResult:
+    """Continue the compress run in ``run_dir`` after a crash or kill: finished stages and evaluations are
+    reused, and the search ends where an uninterrupted run would. Any ``CompressConfig`` field ``given`` must
+    match the run's."""
+    return run_compress(resumed_config(run_dir, given), run_dir, reporter, resume=True)
+
+
+def _absolute(value: str | Path) -> str:
+    """An existing path made absolute (the run records where its inputs were, wherever it is resumed from);
+    anything else (a name such as cpu-ort-1t, a missing path that will be reported later) unchanged."""
+    path = Path(value)
+    return str(path.resolve()) if path.exists() else str(value)
+
+
+def check_config(config: CompressConfig) -> Budget:
+    """Flag errors in ``config`` before any work starts; returns its budget, parsed (the only parse of a run)."""
+    get_model_spec(config.model)
+    get_strategy(config.strategy)
+    budget = parse_budget(config.latency_budget)
+    for flag, value, low in (("--evals", config.evals, 1), ("--finalists", config.finalists, 1),
+                             ("--finetune-images", config.finetune_images, 1)):
+        if value < low:
+            raise InputError(f"{flag}: must be at least {low}, got {value}")
+    if config.finetune_epochs < 0:
+        raise InputError(f"--finetune-epochs: must not be negative, got {config.finetune_epochs}")
+    return budget
+
+
+def calibrated_space(table: LatencyTable, spec, target: Target, sensitivity, budget: Budget, backend: Backend
+                     ) -> tuple[SearchSpace, Calibration, float]:
+    """The search space over ``table`` calibrated against real engines (see ``latency/calibrate.py``), the
+    calibration, and the uncompressed model's measured latency (the first engine timed).
+
+    The engines are the uncompressed model, the all-INT8 one, the fastest configuration, and the Fisher-greedy
+    policies for the budget with INT8 judged cheap and dear: the kinds of configuration the search will weigh.
+    """
+    raw = SearchSpace(table, target.precisions)
+    prior = DamageModel(raw, sensitivity)
+    probe = min(max(budget.ms_against(raw.uncompressed_ms), raw.fastest_ms), raw.uncompressed_ms)
+    candidates = [raw.full_index, raw.fastest_index]
+    if Precision.INT8 in raw.precisions:
+        candidates.insert(1, np.array([raw.index(b, int(w), Precision.INT8) for b, w in enumerate(raw.full_width)]))
+    candidates += [repair(raw, prior.weighted(int8, 1.0), raw.full_index, probe) for int8 in (1.0, 100.0)]
+    unique = dict.fromkeys(tuple(int(v) for v in c) for c in candidates)
+    configs = [raw.decode(x) for x in unique]
+    measured = [t.median_ms for t in backend.time_configs(spec, target, configs)]
+    calibration = fit(table, configs, measured)
+    return SearchSpace(calibration.apply(table), target.precisions), calibration, measured[0]
+
+
+def verify_finalists(outcome: SearchOutcome, space: SearchSpace, spec, target: Target, budget: Budget, count: int,
+                     backend: Backend) -> tuple[Evaluation, Finalists]:
+    """Time the best ``count`` policies for real, interleaved with the uncompressed model, and choose the
+    best-scoring one that meets the budget (the fastest one, when none does)."""
+    finalists = outcome.ranked()[:count]
+    full = ([b.full_width for b in spec.blocks()], [Precision.FP32] * space.n)
+    uncompressed, *timings = backend.time_configs(spec, target, [full, *((e.widths, e.precisions)
+                                                                         for e in finalists)])
+    budget_now = budget.ms_against(uncompressed.median_ms)
+    rows = [Finalist(e.index, list(e.widths), list(e.precisions), e.result.top1, e.predicted_ms, t.median_ms,
+                     t.spread_ms, uncompressed.median_ms, budget_now, t.median_ms <= budget_now)
+            for e, t in zip(finalists, timings)]
+    meeting = [e for e, row in zip(finalists, rows) if row.meets_budget]
+    chosen = meeting[0] if meeting else finalists[min(range(len(rows)), key=lambda i: rows[i].measured_ms)]
+    return chosen, Finalists([replace(row, chosen=row.index == chosen.index) for row in rows])
+
+
+def checkpointed_search(config: CompressConfig, run: RunDirectory, space: SearchSpace, sensitivity: Sensitivity,
+                        evaluator: Evaluator, budget_table_ms: float, reporter: Reporter) -> SearchOutcome:
+    """The search, checkpointed after every evaluation in ``candidates.jsonl``. Evaluations already recorded
+    there (a resumed run) pre-fill the evaluator's cache and are not recorded twice (see ``resume.py``)."""
+    recorded = evaluation_cache(read_candidates(run.root))
+    evaluator.cache.update(recorded)
+    if recorded:
+        log.info("resuming the search: %d evaluations recorded", len(recorded))
+
+    def record(evaluation: Evaluation) -> None:
+        if (evaluation.widths, evaluation.precisions) not in recorded:
+            run.append_jsonl(RunFiles.CANDIDATES, Candidate(strategy=config.strategy, **evaluation.to_dict()).to_dict())
+        reporter.advance()
+
+    outcome = run_search(config.strategy, space, sensitivity, evaluator, budget_table_ms, config.evals, config.seed,
+                         record)
+    outcome.record().save(run.path(RunFiles.SEARCH))
+    return outcome
+
+
+def final_latency(backend: Backend, artifacts: Path, target: Target, first: BenchResult, rounds: int,
+                  on_round: Callable[[], None] | None = None) -> FinalLatency:
+    """Engine and uncompressed latency over ``rounds`` measurements (``first`` is the benchmark's own).
+
+    One process's median can sit 20% off the next one's on this machine (its threads land on a busy core, or
+    not), so the verdict uses the median over processes, each timed interleaved with the uncompressed model.
+    """
+    pairs = [(first.latency_ms["median_ms"], first.baseline_latency_ms["median_ms"])]
+    for _ in range(rounds - 1):
+        pairs.append(backend.time_export(artifacts, target))
+        if on_round:
+            on_round()
+    engine, uncompressed = (np.array(v) for v in zip(*pairs))
+    return FinalLatency(float(np.median(engine)), float(np.median(uncompressed)), engine.tolist(),
+                        uncompressed.tolist(), float(np.median(uncompressed / engine)))
+
+
+def verdict(ratio: float, predicted_because: str | None = None) -> str:
+    """The verdict on a latency that is ``ratio`` times the budget: measured, or predicted (and why)."""
+    if predicted_because is not None:
+        return (("PREDICTED to meet the budget" if ratio <= 1.0 else
+                 f"PREDICTED to MISS the budget by {100 * (ratio - 1):.1f}%") + f" ({predicted_because})")
+    if ratio <= 1.0:
+        return "meets the budget"
+    return f"MISSES the budget by {100 * (ratio - 1):.1f}%" + (" (within measurement noise, 5%)"
+                                                              if ratio <= 1.05 else "")
+
+
+class Stages:
+    """Announces each stage to the reporter, the log and ``status.json`` (which says where a run stopped)."""
+
+    def __init__(self, run: RunDirectory, reporter: Reporter):
+        self.run, self.reporter, self.name = run, reporter, ""
+
+    def start(self, stage: Stage, total: int | None = None, detail: str = "") -> None:
+        self.name = stage.name
+        self.reporter.phase(stage.name + (f" ({detail})" if detail else ""), total)
+        log.info("stage: %s%s", stage.name, f" ({detail})" if detail else "")
+        self._status("running")
+
+    def reused(self, record: str) -> bool:
+        """Whether ``record`` exists from before (a resumed run), saying so when it does."""
+        if self.run.has(record):
+            self.reporter.note(f"{self.name}: reusing {record} from the run directory")
+            log.info("%s: reusing %s", self.name, record)
+            return True
+        return False
+
+    def failed(self, error: BaseException) -> None:
+        self._status("failed", str(error))
+
+    def finished(self) -> None:
+        self._status("complete")
+
+    def _status(self, state: str, error: str | None = None) -> None:
+        Status(state, self.name, now(), error).save(self.run.path(RunFiles.STATUS))
+
+
+def run_compress(config: CompressConfig, run_dir: Path, reporter: Reporter | None = None,
+                 resume: bool = False) -> CompressResult:
+    """Run the whole compression workflow for ``config`` in ``run_dir``: the summary is also written to
+    ``summary.json``, and ``report.html`` is written at the end.
+
+    With ``resume``, ``run_dir`` must hold a run of the same configuration on this device; every record it
+    holds is reused and the search replays its recorded evaluations (``resume.py``). Every input is checked
+    before the run directory is written to.
+    """
+    job = _CompressJob(config, RunDirectory(run_dir, create=False), reporter or SilentReporter(), resume)
+    job.run.create()
+    with _run_log(job.run):
+        try:
+            summary = job.execute()
+        except BaseException as exc:
+            job.stages.failed(exc)
+            raise
+        job.stages.finished()
+    return CompressResult(summary, job.run.root, write_report(job.run.root))
+
+
+class _CompressJob:
+    """One compress run: its inputs, checked and loaded on construction, and one method per stage."""
+
+    def __init__(self, config: CompressConfig, run: RunDirectory, reporter: Reporter, resume: bool):
+        self.config, self.run, self.reporter, self.resume = config, run, reporter, resume
+        self.budget = check_config(config)
+        self.spec, self.target = get_model_spec(config.model), load_target(config.target)
+        self.backend = backend_of(self.target)
+        self.weights = resolve_weights(config.weights, cache_dir())
+        self.teacher = load_model(self.spec, self.weights)
+        check_dataset(self.spec, Path(config.data))
+        self._check_run_dir()
+        if resume:
+            self.table, self.table_source = load_table(run.path(RunFiles.TABLE)), \
+                f"from the resumed run ({run.path(RunFiles.TABLE)})"
+        else:
+            reporter.phase(TABLE_STAGE.name)
+            self.table, self.table_source = ensure_table(
+                config.model, self.target, tables_dir(), Path(config.table) if config.table else None,
+                progress=lambda *_: reporter.advance())
+        # A fraction the table cannot meet is refused before anything is measured; an absolute budget waits for
+        # the uncompressed model to be timed (the machine may run faster or slower than when it was profiled).
+        if self.budget.relative:
+            table_space = SearchSpace(self.table, self.target.precisions)
+            self.budget.resolve(table_space.uncompressed_ms, table_space.uncompressed_ms, table_space.fastest_ms,
+                                "predicted by the table")
+        torch.manual_seed(config.seed)
+        self.data_config = DataConfig(seed=config.seed, train_images=config.finetune_images,
+                                      heldout_images=config.heldout_images)
+        reporter.phase("decoding images", config.finetune_images + config.heldout_images)
+        self.data: PreparedData = prepare_data(self.spec, Path(config.data), self.data_config,
+                                               on_image=reporter.advance)
+        self.stages = Stages(run, reporter)
+
+    def _check_run_dir(self) -> None:
+        """Refuse, before anything is written, a run directory that holds another run (or, resuming, a
+        different one)."""
+        if self.resume:
+            check_same_run(self.run.root, self.config, sha256(self.weights), current_fingerprint(self.target))
+        elif self.run.has(RunFiles.CONFIG):
+            raise InputError(f"--run-dir {self.run.root}: holds a run already; continue it with --resume "
+                             f"{self.run.root} or choose another directory")
+
+    def execute(self) -> CompressSummary:
+        if self.resume:
+            log.info("resuming the run in %s", self.run.root)
+        else:
+            self._write_config()
+        self.reporter.note(f"latency table {self.table_source}")
+        log.info("latency table %s", self.table_source)
+        sensitivity = self.sensitivity()
+        space, resolved = self.baseline(sensitivity)
+        outcome = self.search(space, sensitivity, resolved)
+        chosen = self.choose(outcome, space)
+        policy = space.policy(chosen.options, strategy=self.config.strategy, evaluation=chosen.index,
+                              proxy_top1=chosen.result.top1, proxy_agreement=chosen.result.agreement)
+        policy.save(self.run.path(RunFiles.POLICY))
+        self.export(policy, sensitivity)
+        return self.benchmark(policy, space, resolved)
+
+    def _write_config(self) -> None:
+        # The table before the configuration: a run directory with a config.json always has its table.
+        self.table.save(self.run.path(RunFiles.TABLE))
+        CompressRunConfig(
+            config=self.config, weights_file=str(self.weights), weights_sha256=sha256(self.weights),
+            run_dir=str(self.run.root), version=__version__, created=now(),
+            fingerprint=current_fingerprint(self.target).to_dict(),
+            versions={"python": platform.python_version(), "torch": torch.__version__,
+                      "onnxruntime": onnxruntime.__version__},
+        ).save(self.run.path(RunFiles.CONFIG))
+
+    def sensitivity(self) -> Sensitivity:
+        self.stages.start(SENSITIVITY_STAGE, self.data_config.fisher_images)
+        if self.stages.reused(RunFiles.SENSITIVITY):
+            return Sensitivity.load(self.run.path(RunFiles.SENSITIVITY))
+        sensitivity = sensitivity_of(self.teacher, self.spec, self.data, self.data_config,
+                                     on_sample=self.reporter.advance)
+        sensitivity.save(self.run.path(RunFiles.SENSITIVITY))
+        return sensitivity
+
+    def baseline(self, sensitivity: Sensitivity) -> tuple[SearchSpace, ResolvedBudget]:
+        """The search space (the table, calibrated where the backend calibrates) and the budget resolved
+        against the uncompressed model on the device (measured; predicted where nothing is measured)."""
+        calibrates = self.backend.calibrates
+        self.stages.start(CALIBRATION_STAGE, detail="" if calibrates else
+                          f"skipped: {self.target.backend} tables are used as they are; engines are timed after "
+                          "export")
+        if self.stages.reused(RunFiles.BASELINE):
+            space = SearchSpace(load_table(self.run.path(RunFiles.TABLE_CALIBRATED)), self.target.precisions)
+            baseline = Baseline.load(self.run.path(RunFiles.BASELINE))
+            uncompressed_ms, self.table_source = baseline.uncompressed_ms, baseline.table_source
+        elif calibrates:
+            space, calibration, uncompressed_ms = calibrated_space(self.table, self.spec, self.target, sensitivity,
+                                                                   self.budget, self.backend)
+            calibration.save(self.run.path(RunFiles.CALIBRATION))
+            log.info("table calibrated against %d engines: %s", len(calibration.points), calibration.factors)
+            space.table.save(self.run.path(RunFiles.TABLE_CALIBRATED))
+        else:
+            space = SearchSpace(self.table, self.target.precisions)
+            Calibration({}, skipped=f"{self.target.backend} target: the table is used as it is").save(
+                self.run.path(RunFiles.CALIBRATION))
+            self.table.save(self.run.path(RunFiles.TABLE_CALIBRATED))
+            uncompressed_ms = space.uncompressed_ms
+        resolved = self.budget.resolve(uncompressed_ms, space.uncompressed_ms, space.fastest_ms,
+                                       "measured" if calibrates else "predicted by the table")
+        Baseline(uncompressed_ms, space.uncompressed_ms, resolved.drift, resolved.ms, resolved.table_ms,
+                 self.table_source).save(self.run.path(RunFiles.BASELINE))
+        return space, resolved
+
+    def search(self, space: SearchSpace, sensitivity: Sensitivity, resolved: ResolvedBudget) -> SearchOutcome:
+        evaluator = Evaluator(self.teacher, self.spec.input_shape, EvalData.from_prepared(self.data), sensitivity)
+        self.stages.start(SEARCH_STAGE, self.config.evals, self.config.strategy)
+        return checkpointed_search(self.config, self.run, space, sensitivity, evaluator, resolved.table_ms,
+                                   self.reporter)
+
+    def choose(self, outcome: SearchOutcome, space: SearchSpace) -> Evaluation:
+        """The evaluation to export: the finalist chosen by timing (``verify_finalists``, or ``finalists.json``
+        from before), or the search's best where the backend times nothing before export."""
+        if not self.backend.calibrates:
+            return outcome.best
+        self.stages.start(FINALISTS_STAGE)
+        if self.stages.reused(RunFiles.FINALISTS):
+            finalists = Finalists.load(self.run.path(RunFiles.FINALISTS))
+            chosen = outcome.history[finalists.chosen.index]
+        else:
+            chosen, finalists = verify_finalists(outcome, space, self.spec, self.target, self.budget,
+                                                 self.config.finalists, self.backend)
+            finalists.save(self.run.path(RunFiles.FINALISTS))
+        log.info("chosen: evaluation %d (%s)", chosen.index, "; ".join(
+            f"#{r.index} {r.measured_ms:.4f} ms vs budget {r.budget_ms:.4f} ms" for r in finalists.rows))
+        return chosen
+
+    def export(self, policy: Policy, sensitivity: Sensitivity) -> None:
+        steps = max(1, round(self.config.finetune_epochs * (len(self.data.train) // self.data_config.batch_size)))
+        self.stages.start(EXPORT_STAGE, steps)
+        artifacts = self.run.path(RunFiles.ARTIFACTS)
+        if not self._export_done(artifacts, policy):
+            export_policy(self.teacher, self.spec, policy, self.target, self.data, self.data_config,
+                          DistillConfig(epochs=self.config.finetune_epochs), artifacts, self.table.fingerprint,
+                          sensitivity, "fisher", lambda *_: self.reporter.advance())
+
+    def _export_done(self, artifacts: Path, policy: Policy) -> bool:
+        """Whether ``artifacts`` holds a complete export of ``policy`` (manifest written last, checksums intact)
+        that the backend can use here."""
+        if not self.run.has(RunFiles.MANIFEST):
+            return False
+        manifest = load_manifest(artifacts)
+        intact = (not manifest.verify(artifacts) and manifest.policy == policy.to_dict()
+                  and self.backend.artifact_reusable(manifest))
+        if intact:
+            log.info("reusing the export in %s", artifacts)
+        return intact
+
+    def benchmark(self, policy: Policy, space: SearchSpace, resolved: ResolvedBudget) -> CompressSummary:
+        """Benchmark the export against the uncompressed model and write the summary: measured where the backend
+        can measure here (over ``final_rounds`` measurements), otherwise the table's prediction, labelled so."""
+        rounds = self.backend.final_rounds
+        self.stages.start(BENCH_STAGE, rounds)
+        artifacts = self.run.path(RunFiles.ARTIFACTS)
+        if self.stages.reused(RunFiles.BENCH):
+            result = BenchResult.load(self.run.path(RunFiles.BENCH))
+        else:
+            test = load_images(open_dataset(Path(self.config.data), "test",
+                                            limit_per_class=self.config.test_per_class))
+            result = self.backend.bench_export(artifacts, self.target, test, Normalize(self.spec.mean, self.spec.std))
+            result.save(self.run.path(RunFiles.BENCH))
+        self.reporter.advance()
+        latency = None
+        if result.measured:
+            if self.stages.reused(RunFiles.FINAL_LATENCY):
+                latency = FinalLatency.load(self.run.path(RunFiles.FINAL_LATENCY))
+            else:
+                latency = final_latency(self.backend, artifacts, self.target, result, rounds, self.reporter.advance)
+                latency.save(self.run.path(RunFiles.FINAL_LATENCY))
+        summary = self._summary(policy, space, resolved, result, latency)
+        summary.save(self.run.path(RunFiles.SUMMARY))
+        log.info("%s %.4f ms against a budget of %.4f ms: %s", summary.latency_kind,
+                 summary.measured_ms if summary.measured else summary.predicted_ms, summary.budget_ms,
+                 summary.verdict)
+        return summary
+
+    def _summary(self, policy: Policy, space: SearchSpace, resolved: ResolvedBudget, result: BenchResult,
+                 latency: FinalLatency | None) -> CompressSummary:
+        predicted_ms = policy.predicted_latency_ms * resolved.drift
+        if latency is not None:
+            budget_ms = self.budget.ms_against(latency.uncompressed_ms)
+            ratio = latency.engine_ms / budget_ms
+            text, speedup = verdict(ratio), latency.speedup
+        else:
+            budget_ms = self.budget.ms_against(resolved.uncompressed_ms)
+            ratio = predicted_ms / budget_ms
+            text = verdict(ratio, f"{self.table.kind} table; not measured: {result.not_measured}")
+            speedup = resolved.uncompressed_ms / predicted_ms
+        return CompressSummary(
+            model=self.config.model, target=self.config.target, strategy=self.config.strategy,
+            backend=self.target.backend, latency_kind="measured" if latency else "predicted",
+            table_kind=self.table.kind, table=self.table_source, budget=self.budget.text, budget_ms=budget_ms,
+            budget_ratio=ratio, meets_budget=ratio <= 1.0, verdict=text, table_drift=resolved.drift,
+            uncompressed_ms_at_start=resolved.uncompressed_ms, predicted_ms=predicted_ms,
+            predicted_table_ms=policy.predicted_latency_ms,
+            predicted_uncompressed_ms=space.uncompressed_ms * resolved.drift,
+            measured_ms=latency.engine_ms if latency else None,
+            measured_rounds_ms=latency.engine_rounds_ms if latency else [],
+            uncompressed_ms=latency.uncompressed_ms if latency else None,
+            uncompressed_rounds_ms=latency.uncompressed_rounds_ms if latency else [], speedup=speedup,
+            top1_before=result.baseline_top1, top1_after=result.top1, test_images=result.top1_images,
+            top1_through=result.top1_through, bytes_before=result.baseline_file_bytes, bytes_after=result.file_bytes,
+            proxy_top1=policy.notes.get("proxy_top1"), engine=result.engine)
+
+
+@contextmanager
+def _run_log(run: RunDirectory) -> Iterator[None]:
+    """Copy the package's log records (INFO and up) into ``run.log`` for the run's duration."""
+    handler = logging.FileHandler(run.path(RunFiles.LOG), encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    package = logging.getLogger("hirelc_deploy")
+    level = package.level
+    package.addHandler(handler)
+    # Lowered to INFO at most: a --debug run (DEBUG inherited from the root) keeps its DEBUG records.
+    package.setLevel(min(package.getEffectiveLevel(), logging.INFO))
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(level)
+        handler.close()

@@ -1,0 +1,169 @@
+"""``hirelc profile`` as a library call, and the table every other job uses.
+
+``profile`` measures a model's block latency table on the target's device (or, with ``predict``, builds the
+roofline prediction), optionally validates it against real exported engines, and writes a run directory.
+``ensure_table`` is how compress and export find their table: the stored one when it was measured here for the
+same grid, else a fresh profile. A target whose backend cannot measure on this machine (TensorRT without a GPU)
+plans instead: a table measured on the device elsewhere if one fits, else a roofline prediction, labelled
+predicted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import InputError, TableError
+from ..latency.profile import Progress, measured_table, profile_steps
+from ..latency.roofline import predict_table
+from ..latency.table import LatencyTable, default_table_path, load_table
+from ..latency.validate import ValidationReport, validate, validate_steps
+from ..models import get_model_spec
+from ..progress import Reporter, SilentReporter, steps_of
+from ..records import ProfileRunConfig
+from ..report import write_report
+from ..runs import RunDirectory, RunFiles, default_run_dir
+from ..settings import tables_dir
+from ..targets import Target, backend_of, current_fingerprint, load_target
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    """What ``profile`` made: the table, where it was stored, and the run directory with its report."""
+
+    table: LatencyTable
+    table_path: Path
+    run_dir: Path
+    report: Path
+    validation: ValidationReport | None = None
+
+
+def profile(model: str, target: str | Target, *, out: Path | None = None, validate_count: int = 0,
+            table: Path | None = None, fractions: Sequence[float] | None = None, seed: int = 0, force: bool = False,
+            predict: bool = False, run_dir: Path | None = None, reporter: Reporter | None = None) -> ProfileResult:
+    """Measure ``model``'s block latency table on ``target`` (this machine must be its device) and store it in
+    the tables directory (or ``out``); with ``validate_count`` also export that many random configurations (and
+    two fixed ones) and compare predicted with measured latency. ``table`` validates an existing table instead of
+    measuring one; ``predict`` builds a roofline table (labelled predicted; never replaces a measured one).
+    Every run writes ``run_dir`` (default ``runs/STAMP-profile-MODEL-TARGET``) with its report."""
+    reporter = reporter or SilentReporter()
+    get_model_spec(model)
+    tgt = target if isinstance(target, Target) else load_target(target)
+    run = RunDirectory(run_dir or default_run_dir("profile", model, tgt.name), create=False)
+    if run.has(RunFiles.CONFIG):
+        raise InputError(f"--run-dir {run.root}: holds a run already; choose another directory")
+    if predict:
+        if validate_count or table or fractions:
+            raise InputError("--predict: cannot be combined with --validate, --table or --fractions (nothing is "
+                             "measured)")
+        return _predicted(model, tgt, out, run)
+    reason = backend_of(tgt).unavailable()
+    if reason:
+        raise InputError(f"--target {tgt.name}: cannot measure on this machine: {reason}; --predict builds a "
+                         "roofline table (labelled predicted) instead")
+    given = _given_table(table, model, tgt, force) if table else None
+    run.create()
+    ProfileRunConfig(model=model, target=tgt.name, target_file=tgt.path, fingerprint=current_fingerprint(tgt).to_dict(),
+                     fractions=list(fractions) if fractions else None, validate=validate_count, seed=seed,
+                     table=str(table) if table else None).save(run.path(RunFiles.CONFIG))
+    if given is None:
+        reporter.phase(f"profiling {model} on {tgt.name}", profile_steps(model, tgt, fractions))
+        measured = measure_table(model, tgt, steps_of(reporter), fractions)
+        destination = out or default_table_path(tables_dir(), model, tgt.name)
+        measured.save(destination)
+        reporter.note(f"table written to {destination}")
+    else:
+        measured, destination = given, Path(table)
+    measured.save(run.path(RunFiles.TABLE))
+    report = None
+    if validate_count:
+        reporter.phase(f"validating {validate_count + 2} configurations", validate_steps(tgt, validate_count))
+        report = validate(measured, tgt, validate_count, backend_of(tgt).measure_configs, seed, steps_of(reporter))
+        report.save(run.path(RunFiles.VALIDATION))
+    return ProfileResult(measured, destination, run.root, write_report(run.root), report)
+
+
+def _given_table(path: Path, model: str, target: Target, force: bool) -> LatencyTable:
+    table = load_table(path)
+    table.check_device(current_fingerprint(target), force=force, source=str(path))
+    if table.model != model:
+        raise InputError(f"--table: {path} is for model {table.model}, not {model}")
+    return table
+
+
+def _predicted(model: str, target: Target, out: Path | None, run: RunDirectory) -> ProfileResult:
+    """A roofline table, stored unless a measured table is there already."""
+    destination = out or default_table_path(tables_dir(), model, target.name)
+    if destination.exists() and load_table(destination).kind == "measured":
+        raise InputError(f"--predict: {destination} holds a measured table, which a prediction never replaces "
+                         "(give --out to write the prediction elsewhere)")
+    table = predict_table(model, target)
+    run.create()
+    ProfileRunConfig(model=model, target=target.name, target_file=target.path, fingerprint=table.fingerprint,
+                     predict=True).save(run.path(RunFiles.CONFIG))
+    table.save(destination)
+    table.save(run.path(RunFiles.TABLE))
+    return ProfileResult(table, destination, run.root, write_report(run.root))
+
+
+def stale_reason(table: LatencyTable, model: str, target: Target) -> str | None:
+    """Why ``table`` cannot stand for ``model`` on ``target`` on this machine (None when it can)."""
+    if table.model != model or table.target != target.name:
+        return f"it is for {table.model} on {table.target}"
+    if table.kind != "measured":
+        return f"it is {table.kind}, not measured (run `hirelc profile` on the device)"
+    diffs = table.fingerprint_differences(current_fingerprint(target))
+    if diffs:
+        return f"it was measured on another device ({'; '.join(diffs)})"
+    return _grid_reason(table, model, target)
+
+
+def _grid_reason(table: LatencyTable, model: str, target: Target) -> str | None:
+    if table.model != model or table.target != target.name:
+        return f"it is for {table.model} on {table.target}"
+    grid = target.width_grid(get_model_spec(model).blocks())
+    if [list(b.widths) for b in table.blocks] != grid or not set(target.precisions) <= set(table.precisions):
+        return "its widths or precisions differ from the target's grid"
+    return None
+
+
+def ensure_table(model: str, target: Target, tables: Path, path: Path | None = None,
+                 progress: Progress | None = None) -> tuple[LatencyTable, str]:
+    """(table, how it was obtained). A given ``path`` must fit this device and grid; otherwise the stored
+    table in ``tables`` is reused when it fits and re-measured (and stored) when it does not.
+
+    A target whose backend cannot measure here plans instead: a given or stored table (measured on the device,
+    or predicted) only has to fit the target's grid, and where none does the roofline predicts one, which is not
+    stored (the tables directory holds what a user measured or asked for).
+    """
+    planning = backend_of(target).unavailable() is not None
+    unfit = _grid_reason if planning else stale_reason
+    if path is not None:
+        table = load_table(path)
+        reason = unfit(table, model, target)
+        if reason:
+            raise TableError(f"--table {path}: cannot be used here: {reason}")
+        return table, f"given ({path})" + (f", {table.kind}" if planning else "")
+    stored = default_table_path(tables, model, target.name)
+    if stored.exists():
+        table = load_table(stored)
+        reason = unfit(table, model, target)
+        if reason is None:
+            return table, f"reused ({stored})" + (f", {table.kind}" if planning else "")
+        how = f"re-measured: the stored table could not be used because {reason}"
+    else:
+        how = "measured (no stored table)"
+    if planning:
+        return predict_table(model, target), f"predicted by the roofline model ({backend_of(target).unavailable()})"
+    table = measure_table(model, target, progress)
+    table.save(stored)
+    return table, f"{how}; saved to {stored}"
+
+
+def measure_table(model: str, target: Target, progress: Progress | None = None,
+                  fractions: Sequence[float] | None = None) -> LatencyTable:
+    """Profile ``model`` on this machine with the target's backend."""
+    backend = backend_of(target)
+    return measured_table(model, target, backend.measure_configs, current_fingerprint(target), fractions, progress,
+                          backend.profile_method())
