@@ -17,8 +17,8 @@ from rich.table import Table
 from .cli_common import RichReporter, console, emit, json_option, progress_bars, state
 from .cli_targets import targets_app
 from .errors import HirelcError, InputError
-from .export.artifact import MODEL_NAME
-from .export.manifest import MANIFEST_NAME
+from .artifacts.artifact import MODEL_NAME
+from .artifacts.manifest import MANIFEST_NAME
 from .models import MODELS
 
 WORKFLOW = """Make trained CNNs fast on real hardware, with every latency measured on the device.
@@ -352,10 +352,8 @@ def _print_summary(summary) -> None:
         rounds = summary.measured_rounds_ms
         spread = f" ({min(rounds):.4f}-{max(rounds):.4f} over {len(rounds)} processes)" if len(rounds) > 1 else ""
         table.add_row("latency ms (measured)", f"{summary.uncompressed_ms:.4f}", f"{summary.measured_ms:.4f}{spread}")
-        table.add_row(f"latency ms (predicted, {summary.table_kind} table)", "", f"{summary.predicted_ms:.4f}")
-    else:
-        table.add_row(f"latency ms (PREDICTED, {summary.table_kind} table)", f"{summary.predicted_uncompressed_ms:.4f}",
-                      f"{summary.predicted_ms:.4f}")
+    table.add_row(f"latency ms ({'predicted' if summary.measured else 'PREDICTED'}: {summary.predicted_with})",
+                  f"{summary.predicted_uncompressed_ms:.4f}", f"{summary.predicted_ms:.4f}")
     table.add_row("budget ms", "", f"{summary.budget_ms:.4f}")
     table.add_row(f"speedup ({'measured' if summary.measured else 'PREDICTED'})", "", f"{summary.speedup:.2f}x")
     table.add_row(f"top-1 ({summary.test_images} test images)", f"{100 * summary.top1_before:.2f}%",
@@ -419,7 +417,7 @@ def compress_cmd(
 
     options = {"strategy": strategy, "evals": evals, "finetune_epochs": finetune_epochs,
                "finetune_images": finetune_images, "heldout_images": heldout_images, "test_per_class": test_per_class,
-               "finalists": finalists, "seed": seed, "table": _absolute(table_path)}
+               "finalists": finalists, "seed": seed, "table": table_path}
     required = {"model": model, "weights": weights, "data": data, "target": target, "latency_budget": latency_budget}
     with _reporter() as reporter:
         if resume:
@@ -427,7 +425,6 @@ def compress_cmd(
                 raise InputError(f"--run-dir {run_dir}: a resumed run stays in its directory ({resume})")
             given = {name: value for name, value in {**required, **options}.items()
                      if _given(ctx, _PARAM_NAMES.get(name, name))}
-            given.update({k: _absolute(v) for k, v in given.items() if k in ("weights", "data", "target")})
             result = library.resume(resume, reporter, **given)
         else:
             missing = ["--" + name.replace("_", "-") for name, value in required.items() if value is None]
@@ -444,14 +441,6 @@ def compress_cmd(
     else:
         _print_summary(summary)
         console.print(f"run directory: {result.run_dir}\nreport: {result.report}")
-
-
-def _absolute(value) -> Optional[str]:
-    """An existing path made absolute (the run records where its inputs were); anything else unchanged."""
-    if value is None:
-        return None
-    path = Path(value)
-    return str(path.resolve()) if path.exists() else str(value)
 
 
 # CompressConfig field -> the CLI parameter that sets it, where the names differ.

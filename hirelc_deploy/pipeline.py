@@ -15,7 +15,7 @@ from torch import nn
 from .apply import DistillConfig, distill, make_permanent, prune_to_widths, recalibrate_batchnorm, sparsify
 from .data import ImageSet, Normalize, check_classes, dataset_labels, load_images, open_dataset, stratified_split
 from .errors import InputError
-from .export.manifest import Manifest
+from .artifacts.manifest import Manifest
 from .latency.table import LatencyTable
 from .models import ModelSpec, get_model_spec, load_weights
 from .policy import Policy

@@ -17,10 +17,5 @@ class Precision(StrEnum):
     INT8 = "int8"
     FP8 = "fp8"
 
-    @property
-    def quantized(self) -> bool:
-        """Integer or 8-bit float: computed through quantize/dequantize pairs, not plain floating point."""
-        return self in (Precision.INT8, Precision.FP8)
-
 
 REFERENCE = Precision.FP32  # the precision of the stem, the head, removed blocks and every uncompressed model

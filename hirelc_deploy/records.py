@@ -72,9 +72,9 @@ def _build(cls: type, data: dict, source: str):
             continue
         if field.name not in data:
             if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-                raise InputError(f"{source}: malformed {cls.what} ('{field.name}' missing)")
+                raise InputError(f"{source}: malformed {getattr(cls, 'what', cls.__name__)} ('{field.name}' missing)")
             continue
-        values[field.name] = _convert(data[field.name], hints[field.name], f"{source}: '{field.name}'")
+        values[field.name] = conform(data[field.name], hints[field.name], f"{source}: '{field.name}'")
     return cls(**values)
 
 
@@ -82,8 +82,9 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _convert(value: Any, kind: Any, where: str) -> Any:
-    """``value`` checked against the annotation ``kind``: nested dataclasses built, tuples made from lists."""
+def conform(value: Any, kind: Any, where: str) -> Any:
+    """``value`` checked against the annotation ``kind`` (InputError naming ``where`` when it does not fit):
+    nested dataclasses built from objects, tuples made from lists, integers accepted where a number is."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -92,7 +93,7 @@ def _convert(value: Any, kind: Any, where: str) -> Any:
         errors = []
         for option in options:
             try:
-                return _convert(value, option, where)
+                return conform(value, option, where)
             except InputError as exc:
                 errors.append(exc)
         raise errors[0]
@@ -103,10 +104,10 @@ def _convert(value: Any, kind: Any, where: str) -> Any:
             raise InputError(f"{where} is not an object")
         return _build(kind, value, where)
     if origin in (list, tuple):
-        if not isinstance(value, list):
+        if not isinstance(value, (list, tuple)):
             raise InputError(f"{where} is not a list")
         element = args[0] if args else Any
-        items = [_convert(v, element, f"{where}[{i}]") for i, v in enumerate(value)]
+        items = [conform(v, element, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict or kind is dict:
         if not isinstance(value, dict):
@@ -298,7 +299,7 @@ class BenchResult(Record):
     artifact: str
     target: str
     fingerprint: dict
-    input_shape: list[int]
+    input_shape: list[int] | None  # None where the runtime's file does not say it without the runtime (engines)
     file_bytes: int
     latency_ms: dict | None = None  # Timing.to_dict() of the artifact
     baseline: str | None = None
@@ -340,6 +341,7 @@ class CompressSummary(Record):
     table_drift: float
     uncompressed_ms_at_start: float
     predicted_ms: float  # device ms (table units x drift)
+    predicted_with: str  # how: the calibrated table x drift, or the table as it is
     predicted_table_ms: float
     predicted_uncompressed_ms: float
     measured_ms: float | None

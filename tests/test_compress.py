@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from hirelc_deploy.export import load_manifest
+from hirelc_deploy.artifacts import load_manifest
 from hirelc_deploy.policy import load_policy
 from hirelc_deploy.settings import shared_dir
 

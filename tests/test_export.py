@@ -3,7 +3,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from hirelc_deploy.export import export_onnx, quantize_blocks
+from hirelc_deploy.artifacts import export_onnx, quantize_blocks
 from hirelc_deploy.models import get_model_spec
 from hirelc_deploy.models.naming import HEAD, STEM, BlockMapper
 

@@ -9,8 +9,8 @@ import torch
 
 from hirelc_deploy.apply import DistillConfig
 from hirelc_deploy.data import Normalize, load_images, open_dataset
-from hirelc_deploy.export import load_manifest
-from hirelc_deploy.export.onnx_export import export_onnx
+from hirelc_deploy.artifacts import load_manifest
+from hirelc_deploy.artifacts.onnx_export import export_onnx
 from hirelc_deploy.models import get_model_spec
 from hirelc_deploy.pipeline import DataConfig, export_policy, prepare_data, sensitivity_of
 from hirelc_deploy.policy import Policy

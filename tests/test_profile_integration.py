@@ -8,7 +8,7 @@ import pytest
 from hirelc_deploy.jobs.profile import measure_table
 from hirelc_deploy.latency import load_table, validate
 from hirelc_deploy.latency.profile import profiling_configs
-from hirelc_deploy.targets import backend_of, current_fingerprint
+from hirelc_deploy.targets import current_fingerprint
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ def test_profile_and_validate_resnet20(tiny_target, tmp_path):
     assert saved.predict([16] * 3 + [32] * 3 + [64] * 3, ["fp32"] * 9) == pytest.approx(
         table.predict([16] * 3 + [32] * 3 + [64] * 3, ["fp32"] * 9))
 
-    report = validate(table, tiny_target, 3, backend_of(tiny_target).measure_configs, seed=0)
+    report = validate(table, tiny_target, count=3, seed=0)
     assert [r.label for r in report.rows] == ["fp32-full", "int8-half", "random0", "random1", "random2"]
     for row in report.rows:
         assert row.measured_ms > 0 and math.isfinite(row.abs_pct_error)

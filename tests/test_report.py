@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from hirelc_deploy.errors import InputError
-from hirelc_deploy.export.manifest import Manifest, file_entry
+from hirelc_deploy.artifacts.manifest import Manifest, file_entry
 from hirelc_deploy.latency.calibrate import Calibration
 from hirelc_deploy.latency.validate import ValidationReport, ValidationRow
 from hirelc_deploy.policy import Policy
@@ -99,7 +99,8 @@ def make_compress_run(root: Path, strategies=("hirelc",), per_strategy: int = 8)
         model="random", target="cpu-ort-1t", strategy=strategy, backend="onnxruntime", latency_kind="measured",
         table_kind="measured", table="measured here", budget="0.6x", budget_ms=budget_table_ms * drift,
         budget_ratio=0.9, meets_budget=True, verdict="meets the budget", table_drift=drift,
-        uncompressed_ms_at_start=2.0, predicted_ms=chosen.predicted_ms * drift, predicted_table_ms=chosen.predicted_ms,
+        uncompressed_ms_at_start=2.0, predicted_ms=chosen.predicted_ms * drift, predicted_with="calibrated table",
+        predicted_table_ms=chosen.predicted_ms,
         predicted_uncompressed_ms=2.0, measured_ms=measured, measured_rounds_ms=[measured * 0.97, measured,
                                                                                  measured * 1.2],
         uncompressed_ms=2.1, uncompressed_rounds_ms=[2.0, 2.1, 2.2], speedup=2.1 / measured, top1_before=0.8,

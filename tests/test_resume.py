@@ -11,7 +11,7 @@ from hirelc_deploy.errors import InputError
 from hirelc_deploy.jobs.compress import checkpointed_search as _search
 from hirelc_deploy.progress import SilentReporter
 from hirelc_deploy.records import Candidate, CompressConfig, CompressRunConfig
-from hirelc_deploy.resume import read_candidates, resumed_config
+from hirelc_deploy.resumption import read_candidates, resumed_config
 from hirelc_deploy.runs import RunDirectory
 from hirelc_deploy.search.evaluate import Evaluator
 from hirelc_deploy.search.registry import STRATEGIES

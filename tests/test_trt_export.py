@@ -14,8 +14,8 @@ from onnx import TensorProto, numpy_helper
 
 from hirelc_deploy.apply.sparsity import make_permanent, sparsify, two_four_mask
 from hirelc_deploy.cli import main
-from hirelc_deploy.export.qdq_check import placement_problems
-from hirelc_deploy.export.trt_onnx import write_trt_onnx
+from hirelc_deploy.artifacts.qdq_check import placement_problems
+from hirelc_deploy.artifacts.trt_onnx import write_trt_onnx
 from hirelc_deploy.models import get_model_spec
 from hirelc_deploy.runtime.onnxruntime import reference_outputs
 

@@ -28,8 +28,8 @@ from rich.console import Console
 from hirelc_deploy.apply import DistillConfig
 from hirelc_deploy.data import open_dataset
 from hirelc_deploy.errors import HirelcError
-from hirelc_deploy.export import load_manifest
-from hirelc_deploy.export.artifact import write_artifact
+from hirelc_deploy.artifacts import load_manifest
+from hirelc_deploy.artifacts.artifact import write_artifact
 from hirelc_deploy.jobs.profile import measure_table
 from hirelc_deploy.latency import default_table_path, load_table
 from hirelc_deploy.models import get_model_spec

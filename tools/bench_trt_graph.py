@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from hirelc_deploy.export.artifact import deviation, torch_outputs
-from hirelc_deploy.export.trt_onnx import write_trt_onnx
+from hirelc_deploy.artifacts.artifact import deviation, torch_outputs
+from hirelc_deploy.artifacts.trt_onnx import write_trt_onnx
 from hirelc_deploy.models import get_model_spec
 from hirelc_deploy.pipeline import DataConfig, load_model, prepare_data, static_batches
 from hirelc_deploy.runs import atomic_write_json, atomic_write_text

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..data import Normalize, load_images, open_dataset
 from ..errors import HirelcError
-from ..export import load_manifest
+from ..artifacts import load_manifest
 from ..models import get_model_spec
 from ..progress import Reporter, SilentReporter, steps_of
 from ..records import BenchResult

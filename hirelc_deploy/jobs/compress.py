@@ -1,8 +1,8 @@
 """``hirelc compress``: from a trained model and a latency budget to a measured, deployable engine.
 
-table (reused or measured) -> uncompressed latency measured -> Fisher sensitivity -> search -> finalists
-measured -> best policy applied for real (pruned, BatchNorm recalibrated, distilled) -> exported -> engine
-re-benchmarked against the uncompressed one -> summary. Every record lands in the run directory
+table (reused or measured) -> Fisher sensitivity -> table calibrated and uncompressed latency measured -> search
+-> finalists measured -> best policy applied for real (pruned, BatchNorm recalibrated, distilled) -> exported ->
+engine re-benchmarked against the uncompressed one -> summary. Every record lands in the run directory
 (``runs.RunFiles``; the stages and what each writes: ``runs.COMPRESS_STAGES``).
 
 The search predicts latency from the table. On a backend that calibrates (``Backend.calibrates``: ONNX Runtime),
@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import platform
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+import typing
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -31,7 +32,7 @@ from ..apply import DistillConfig
 from ..budget import Budget, ResolvedBudget, parse_budget
 from ..data import Normalize, load_images, open_dataset
 from ..errors import InputError
-from ..export import load_manifest
+from ..artifacts import load_manifest
 from ..latency.calibrate import Calibration, fit
 from ..latency.table import LatencyTable, load_table
 from ..models import get_model_spec
@@ -40,20 +41,10 @@ from ..pipeline import DataConfig, PreparedData, check_dataset, export_policy, l
 from ..policy import Policy
 from ..precision import Precision
 from ..progress import Reporter, SilentReporter
-from ..records import (
-    Baseline,
-    BenchResult,
-    Candidate,
-    CompressConfig,
-    CompressRunConfig,
-    CompressSummary,
-    Finalist,
-    Finalists,
-    FinalLatency,
-    Status,
-)
+from ..records import (Baseline, BenchResult, Candidate, CompressConfig, CompressRunConfig, CompressSummary,
+                       FinalLatency, Finalist, Finalists, Status, conform)
 from ..report import write_report
-from ..resume import check_same_run, evaluation_cache, read_candidates, resumed_config
+from ..resumption import check_same_run, evaluation_cache, read_candidates, resumed_config
 from ..runs import (
     BENCH_STAGE,
     CALIBRATION_STAGE,
@@ -101,8 +92,8 @@ def compress(model: str, weights: str | Path, data: str | Path, target: str | Pa
     heldout_images, test_per_class, finalists, seed, table), with the CLI's defaults. The run directory
     (default ``runs/STAMP-compress-MODEL-TARGET``) gets every record and ``report.html``.
     """
-    config = CompressConfig(model=model, weights=_absolute(weights), data=_absolute(data), target=_absolute(target),
-                            latency_budget=latency_budget, **options)
+    config = CompressConfig(**_paths_absolute({"model": model, "weights": weights, "data": data, "target": target,
+                                               "latency_budget": latency_budget, **options}))
     return run_compress(config, run_dir or default_run_dir("compress", model, Path(str(target)).stem), reporter)
 
 
@@ -110,18 +101,26 @@ def resume(run_dir: Path, reporter: Reporter | None = None, **given) -> Compress
     """Continue the compress run in ``run_dir`` after a crash or kill: finished stages and evaluations are
     reused, and the search ends where an uninterrupted run would. Any ``CompressConfig`` field ``given`` must
     match the run's."""
-    return run_compress(resumed_config(run_dir, given), run_dir, reporter, resume=True)
+    return run_compress(resumed_config(run_dir, _paths_absolute(given)), run_dir, reporter, resume=True)
 
 
-def _absolute(value: str | Path) -> str:
-    """An existing path made absolute (the run records where its inputs were, wherever it is resumed from);
-    anything else (a name such as cpu-ort-1t, a missing path that will be reported later) unchanged."""
-    path = Path(value)
-    return str(path.resolve()) if path.exists() else str(value)
+PATH_FIELDS = ("weights", "data", "target", "table")
+
+
+def _paths_absolute(values: dict) -> dict:
+    """``CompressConfig`` values with every existing path made absolute text (the run records where its inputs
+    were, wherever it is resumed from); a name such as cpu-ort-1t, or a missing path reported later, unchanged."""
+    def absolute(value):
+        return str(Path(value).resolve()) if Path(value).exists() else str(value)
+
+    return {k: absolute(v) if k in PATH_FIELDS and v is not None else v for k, v in values.items()}
 
 
 def check_config(config: CompressConfig) -> Budget:
     """Flag errors in ``config`` before any work starts; returns its budget, parsed (the only parse of a run)."""
+    hints = typing.get_type_hints(CompressConfig)
+    for field in fields(CompressConfig):
+        conform(getattr(config, field.name), hints[field.name], "--" + field.name.replace("_", "-"))
     get_model_spec(config.model)
     get_strategy(config.strategy)
     budget = parse_budget(config.latency_budget)
@@ -176,7 +175,7 @@ def verify_finalists(outcome: SearchOutcome, space: SearchSpace, spec, target: T
 def checkpointed_search(config: CompressConfig, run: RunDirectory, space: SearchSpace, sensitivity: Sensitivity,
                         evaluator: Evaluator, budget_table_ms: float, reporter: Reporter) -> SearchOutcome:
     """The search, checkpointed after every evaluation in ``candidates.jsonl``. Evaluations already recorded
-    there (a resumed run) pre-fill the evaluator's cache and are not recorded twice (see ``resume.py``)."""
+    there (a resumed run) pre-fill the evaluator's cache and are not recorded twice (see ``resumption.py``)."""
     recorded = evaluation_cache(read_candidates(run.root))
     evaluator.cache.update(recorded)
     if recorded:
@@ -257,7 +256,7 @@ def run_compress(config: CompressConfig, run_dir: Path, reporter: Reporter | Non
     ``summary.json``, and ``report.html`` is written at the end.
 
     With ``resume``, ``run_dir`` must hold a run of the same configuration on this device; every record it
-    holds is reused and the search replays its recorded evaluations (``resume.py``). Every input is checked
+    holds is reused and the search replays its recorded evaluations (``resumption.py``). Every input is checked
     before the run directory is written to.
     """
     job = _CompressJob(config, RunDirectory(run_dir, create=False), reporter or SilentReporter(), resume)
@@ -471,6 +470,8 @@ class _CompressJob:
             table_kind=self.table.kind, table=self.table_source, budget=self.budget.text, budget_ms=budget_ms,
             budget_ratio=ratio, meets_budget=ratio <= 1.0, verdict=text, table_drift=resolved.drift,
             uncompressed_ms_at_start=resolved.uncompressed_ms, predicted_ms=predicted_ms,
+            predicted_with=(f"calibrated table x drift {resolved.drift:.3f}" if self.backend.calibrates
+                            else f"{self.table.kind} table as it is"),
             predicted_table_ms=policy.predicted_latency_ms,
             predicted_uncompressed_ms=space.uncompressed_ms * resolved.drift,
             measured_ms=latency.engine_ms if latency else None,

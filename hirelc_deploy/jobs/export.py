@@ -11,7 +11,7 @@ import torch
 
 from ..apply import DistillConfig
 from ..errors import InputError
-from ..export.manifest import Manifest
+from ..artifacts.manifest import Manifest
 from ..latency.table import default_table_path, load_table
 from ..models import get_model_spec
 from ..pipeline import (

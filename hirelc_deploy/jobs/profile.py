@@ -79,7 +79,7 @@ def profile(model: str, target: str | Target, *, out: Path | None = None, valida
     report = None
     if validate_count:
         reporter.phase(f"validating {validate_count + 2} configurations", validate_steps(tgt, validate_count))
-        report = validate(measured, tgt, validate_count, backend_of(tgt).measure_configs, seed, steps_of(reporter))
+        report = validate(measured, tgt, validate_count, seed, steps_of(reporter))
         report.save(run.path(RunFiles.VALIDATION))
     return ProfileResult(measured, destination, run.root, write_report(run.root), report)
 

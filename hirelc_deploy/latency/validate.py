@@ -13,6 +13,7 @@ import numpy as np
 from ..models import get_model_spec
 from ..precision import REFERENCE
 from ..records import Record
+from ..targets import backend_of
 from ..targets.target import Target
 from .profile import Config, Measure, Progress
 from .table import LatencyTable, normalize_precisions
@@ -91,10 +92,11 @@ def validation_configs(table: LatencyTable, count: int, seed: int = 0) -> list[t
     return configs
 
 
-def validate(table: LatencyTable, target: Target, count: int, measure: Measure, seed: int = 0,
-             progress: Progress | None = None) -> ValidationReport:
-    """Export each validation configuration for real, time them interleaved with ``measure`` (the target's
-    backend's ``measure_configs``) and compare with the table."""
+def validate(table: LatencyTable, target: Target, count: int, seed: int = 0, progress: Progress | None = None,
+             measure: Measure | None = None) -> ValidationReport:
+    """Export each validation configuration for real, time them interleaved with ``measure`` (default: the
+    target's backend's ``measure_configs``) and compare with the table."""
+    measure = measure or backend_of(target).measure_configs
     configs = validation_configs(table, count, seed)
     with tempfile.TemporaryDirectory() as tmp:
         timings = measure(get_model_spec(table.model), target, [c for _, c in configs], Path(tmp), progress).timings

@@ -77,10 +77,12 @@ class BlockMapper:
         for n in model.graph.node:
             for name in n.input:
                 consumers[name].append(n.name)
+        # One node per name (the last, as ``owner`` has it), so duplicate or empty names resolve one way.
+        by_name = {n.name: n for n in model.graph.node}
         changed = True
         while changed:
             changed = False
-            for node in model.graph.node:
+            for node in by_name.values():
                 if owner[node.name] is not None:
                     continue
                 neighbours = [c for out in node.output for c in consumers[out]]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..export import MANIFEST_NAME, load_manifest
+from ..artifacts import MANIFEST_NAME, load_manifest
 from ..latency.calibrate import Calibration
 from ..latency.table import load_table
 from ..policy import Policy, load_policy
@@ -164,7 +164,7 @@ def header(run: CompressRun) -> Html:
 
 
 def _rounds_text(values: list[float]) -> str:
-    if not values:
+    if len(values) < 2:
         return ""
     return f", min–max {min(values):.4f}–{max(values):.4f} ms over {len(values)} fresh processes"
 
@@ -193,14 +193,13 @@ def result_table(run: CompressRun) -> Html:
     s = run.summary
     at_search = f"; {ms(run.baseline.budget_ms)} when the search started" if run.baseline else ""
     size_ratio = f" ({s.bytes_before / s.bytes_after:.2f}× smaller)" if s.bytes_after else ""
-    how = (f"(the {s.table_kind} table, used as it is)" if run.calibration and run.calibration.skipped
-           else f"(calibrated table × drift {s.table_drift:.3f})")
     return page.key_values([
         ("budget", f"{ms(s.budget_ms)} ({s.budget} of the uncompressed model as measured at the end{at_search})"),
-        ("predicted latency", f"{ms(s.predicted_ms)}: predicted, not measured {how}"),
+        ("predicted latency", f"{ms(s.predicted_ms)}: predicted, not measured ({s.predicted_with})"),
         ("measured latency", f"{ms(s.measured_ms)} median{_rounds_text(s.measured_rounds_ms)}"),
         ("uncompressed, measured", f"{ms(s.uncompressed_ms)} median{_rounds_text(s.uncompressed_rounds_ms)}"),
-        ("speedup (measured)", f"{s.speedup:.2f}× (median over processes of uncompressed / engine)"),
+        ("speedup (measured)", f"{s.speedup:.2f}× (uncompressed / engine"
+                               + (", median over processes)" if len(s.measured_rounds_ms) > 1 else ")")),
         ("top-1 on the test split", f"{pct(s.top1_before)} → {pct(s.top1_after)} ({s.test_images} test images, "
                                     f"through {s.top1_through})"),
         ("accuracy proxy of the policy", f"{pct(s.proxy_top1)} held-out top-1 before fine-tuning"),

@@ -13,7 +13,7 @@ from typing import Callable, TypeVar
 
 from ..errors import InputError
 from ..records import Candidate
-from ..resume import parse_candidates
+from ..resumption import parse_candidates
 from ..runs import RunFiles, read_json_object
 
 T = TypeVar("T")

@@ -261,7 +261,7 @@ def _reformat_problems(layers: list[dict], expected: Mapping[str, str]) -> list[
     """Reformats inside an INT8/FP8 block (named for a layer of the block and reading a tensor of it) that
     convert to or from FP32: the sign of quantized layers silently running FP32 between conversions."""
     problems = []
-    low = BlockMapper(p for p, want in expected.items() if Precision(want).quantized)
+    low = BlockMapper(p for p, want in expected.items() if want in (Precision.INT8, Precision.FP8))
     for layer in filter(_is_reformat, layers):
         source, target = _precision(layer, "Inputs"), _precision(layer, "Outputs")
         if source == target or Precision.FP32 not in (source, target):

@@ -9,6 +9,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..budget import Budget
 from ..records import SearchRecord
 from ..sensitivity import Sensitivity
 from .context import Evaluation, SearchContext, best_of
@@ -47,8 +48,11 @@ def run_search(strategy: str, space: SearchSpace, sensitivity: Sensitivity,
                evaluate: Callable[[list[int], list[str]], tuple[EvalResult, bool]], budget_table_ms: float, evals: int,
                seed: int = 0, on_evaluation: Callable[[Evaluation], None] | None = None) -> SearchOutcome:
     """Run ``strategy`` for ``evals`` real evaluations under ``budget_table_ms`` (the table's units, as
-    ``budget.ResolvedBudget.table_ms`` gives it after checking it can be met); deterministic per seed."""
+    ``budget.ResolvedBudget.table_ms`` gives it); deterministic per seed. A budget the space cannot meet, or one
+    with nothing to compress, is the budget's one-line error."""
     search = get_strategy(strategy)
+    Budget(budget_table_ms, False, f"{budget_table_ms:.4f}ms (table units)").resolve(
+        space.uncompressed_ms, space.uncompressed_ms, space.fastest_ms, "predicted by the table")
     torch.manual_seed(seed)
     np.random.seed(seed)
     ctx = SearchContext(space, DamageModel(space, sensitivity), budget_table_ms, evaluate, evals, seed, on_evaluation)

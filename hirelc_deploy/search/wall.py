@@ -6,7 +6,7 @@ millisecond saved (so the least sensitive blocks shrink first; a move that saves
 as 12 -> 16 channels where 12 misses the SIMD width, goes first of all). If no single move saves time (two
 neighbouring blocks may need to change precision together), blocks are set to their option in the fastest
 configuration, least sensitive first, until the budget is met; that always terminates feasible because the
-fastest configuration itself fits any budget the space accepts.
+fastest configuration itself fits any budget ``budget.Budget.resolve`` accepts.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from ...data import ImageSet, Normalize
-    from ...export.manifest import Manifest
+    from ...artifacts.manifest import Manifest
     from ...latency.profile import Config, Measured
     from ...latency.timing import Timing
     from ...models import ModelSpec
@@ -74,7 +74,8 @@ class Backend(Protocol):
 
     def time_configs(self, spec: ModelSpec, target: Target, configs: Sequence[tuple[Sequence[int], Sequence[str]]]
                      ) -> list[Timing]:
-        """Configurations built with random weights and timed interleaved, away from this process's PyTorch work."""
+        """Configurations built with random weights and timed interleaved (where the runtime needs it, in a fresh
+        process, away from this one's PyTorch work)."""
 
     def write_artifact(self, student: nn.Module, teacher: nn.Module, policy: Policy, input_shape: Sequence[int],
                        calibration: Sequence[np.ndarray], checks: Sequence[np.ndarray], out_dir: Path,

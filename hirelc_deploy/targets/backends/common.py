@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from ...export.onnx_export import OPSET
+from ...artifacts.onnx_export import OPSET
 from ...models.naming import INPUT_NAME, OUTPUT_NAME
 
 

@@ -18,10 +18,10 @@ from torch import nn
 
 from ...data import ImageSet, Normalize
 from ...errors import InputError
-from ...export.artifact import BASELINE_NAME, MODEL_NAME, write_artifact
-from ...export.manifest import Manifest
-from ...export.onnx_export import export_onnx
-from ...export.ort_int8 import quantize_blocks
+from ...artifacts.artifact import BASELINE_NAME, MODEL_NAME, write_artifact
+from ...artifacts.manifest import Manifest
+from ...artifacts.onnx_export import export_onnx
+from ...artifacts.ort_int8 import quantize_blocks
 from ...isolation import run_isolated
 from ...latency import attribution
 from ...latency.profile import Config, Measured, model_input_shape

@@ -20,10 +20,10 @@ from torch import nn
 
 from ...data import ImageSet, Normalize
 from ...errors import InputError
-from ...export.artifact import BASELINE_NAME, MODEL_NAME
-from ...export.manifest import Manifest, load_manifest
-from ...export.trt_artifact import BASELINE_ENGINE_NAME, ENGINE_NAME, write_trt_artifact
-from ...export.trt_onnx import write_trt_onnx
+from ...artifacts.artifact import BASELINE_NAME, MODEL_NAME
+from ...artifacts.manifest import Manifest, load_manifest
+from ...artifacts.trt_artifact import BASELINE_ENGINE_NAME, ENGINE_NAME, write_trt_artifact
+from ...artifacts.trt_onnx import write_trt_onnx
 from ...latency import attribution
 from ...latency.profile import Config, Measured, model_input_shape
 from ...latency.timing import Timing
@@ -203,7 +203,7 @@ class TensorRTBackend:
         timings = time_engines(engines, target.measure, lambda: note("timing", 1))
         return BenchResult(
             artifact=str(artifact), target=target.name, fingerprint=current_fingerprint(target).to_dict(),
-            input_shape=[target.batch_size], file_bytes=Path(artifact).stat().st_size,
+            input_shape=None, file_bytes=Path(artifact).stat().st_size,
             latency_ms=timings["engine"].to_dict(), baseline=str(baseline) if baseline else None,
             baseline_latency_ms=timings["baseline"].to_dict() if baseline else None,
             baseline_file_bytes=Path(baseline).stat().st_size if baseline else None,
