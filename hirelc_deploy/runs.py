@@ -10,11 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .errors import InputError
 
@@ -178,3 +180,22 @@ class RunDirectory:
             handle.write(json.dumps(obj) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+
+
+@contextmanager
+def run_log(run: RunDirectory) -> Iterator[None]:
+    """Copy the package's log records (INFO and up) into ``run.log`` for the run's duration."""
+    handler = logging.FileHandler(run.path(RunFiles.LOG), encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    package = logging.getLogger("hirelc_deploy")
+    level = package.level
+    package.addHandler(handler)
+    # Lowered to INFO at most: a --debug run (DEBUG inherited from the root) keeps its DEBUG records.
+    package.setLevel(min(package.getEffectiveLevel(), logging.INFO))
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(level)
+        handler.close()

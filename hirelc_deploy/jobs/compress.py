@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import logging
 import platform
-from contextlib import contextmanager
 import typing
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import onnxruntime
@@ -45,21 +44,8 @@ from ..records import (Baseline, BenchResult, Candidate, CompressConfig, Compres
                        FinalLatency, Finalist, Finalists, Status, conform)
 from ..report import write_report
 from ..resumption import check_same_run, evaluation_cache, read_candidates, resumed_config
-from ..runs import (
-    BENCH_STAGE,
-    CALIBRATION_STAGE,
-    EXPORT_STAGE,
-    FINALISTS_STAGE,
-    SEARCH_STAGE,
-    SENSITIVITY_STAGE,
-    TABLE_STAGE,
-    RunDirectory,
-    RunFiles,
-    Stage,
-    default_run_dir,
-    now,
-    sha256,
-)
+from ..runs import (BENCH_STAGE, CALIBRATION_STAGE, EXPORT_STAGE, FINALISTS_STAGE, SEARCH_STAGE, SENSITIVITY_STAGE,
+                   TABLE_STAGE, RunDirectory, RunFiles, Stage, default_run_dir, now, run_log, sha256)
 from ..search import SearchSpace
 from ..search.context import Evaluation
 from ..search.evaluate import EvalData, Evaluator
@@ -261,7 +247,7 @@ def run_compress(config: CompressConfig, run_dir: Path, reporter: Reporter | Non
     """
     job = _CompressJob(config, RunDirectory(run_dir, create=False), reporter or SilentReporter(), resume)
     job.run.create()
-    with _run_log(job.run):
+    with run_log(job.run):
         try:
             summary = job.execute()
         except BaseException as exc:
@@ -481,22 +467,3 @@ class _CompressJob:
             top1_before=result.baseline_top1, top1_after=result.top1, test_images=result.top1_images,
             top1_through=result.top1_through, bytes_before=result.baseline_file_bytes, bytes_after=result.file_bytes,
             proxy_top1=policy.notes.get("proxy_top1"), engine=result.engine)
-
-
-@contextmanager
-def _run_log(run: RunDirectory) -> Iterator[None]:
-    """Copy the package's log records (INFO and up) into ``run.log`` for the run's duration."""
-    handler = logging.FileHandler(run.path(RunFiles.LOG), encoding="utf-8")
-    handler.setLevel(logging.INFO)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    package = logging.getLogger("hirelc_deploy")
-    level = package.level
-    package.addHandler(handler)
-    # Lowered to INFO at most: a --debug run (DEBUG inherited from the root) keeps its DEBUG records.
-    package.setLevel(min(package.getEffectiveLevel(), logging.INFO))
-    try:
-        yield
-    finally:
-        package.removeHandler(handler)
-        package.setLevel(level)
-        handler.close()
