@@ -56,8 +56,8 @@ def test_wheel_install_lists_shipped_targets_and_profiles_into_hirelc_home(tmp_p
     assert listing["cpu-ort-1t"]["origin"] == "shipped"
     assert Path(listing["cpu-ort-1t"]["path"]).is_relative_to(venv)
 
-    summary = json.loads(_run([hirelc, "-q", "profile", "--model", "resnet20", "--target", "cpu-ort-1t",
-                               "--fractions", "0.5,1", "--json"], cwd=work, env=env).stdout)
+    summary = json.loads(_run([hirelc, "-q", "profile", "--model", "resnet20", "--target", "cpu-ort-1t", "--json"],
+                              cwd=work, env=env).stdout)
     table = home / "tables" / "resnet20__cpu-ort-1t.json"
     assert Path(summary["table"]) == table
     stored = json.loads(table.read_text())
