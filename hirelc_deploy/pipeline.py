@@ -16,6 +16,7 @@ from .apply import DistillConfig, distill, make_permanent, prune_to_widths, reca
 from .data import ImageSet, Normalize, check_classes, dataset_labels, load_images, open_dataset, stratified_split
 from .errors import InputError
 from .artifacts.manifest import Manifest
+from .latency.profile import Progress
 from .latency.table import LatencyTable
 from .models import ModelSpec, get_model_spec, load_weights
 from .policy import Policy
@@ -23,7 +24,6 @@ from .search import nearest_widths, plan_policy
 from .sensitivity import Sensitivity, compute_sensitivity
 from .targets import Target, backend_of
 
-Progress = Callable[[str, int], None]
 
 
 @dataclass(frozen=True)

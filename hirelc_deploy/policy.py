@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 from .errors import InputError
-from .runs import atomic_write_json, read_json_object
+from .records import Record
 
 SCHEMA_VERSION = 1
 
@@ -22,7 +22,7 @@ class BlockChoice:
 
 
 @dataclass
-class Policy:
+class Policy(Record):
     """A compression plan for one model on one target.
 
     ``predicted_latency_ms`` is what the target's latency table predicts for the plan, never a measurement;
@@ -30,6 +30,7 @@ class Policy:
     of width 0 is removed (only its shortcut runs); its precision is recorded as ``fp32`` and means nothing.
     """
 
+    what: ClassVar[str] = "policy"
     model: str
     target: str
     blocks: list[BlockChoice]
@@ -52,24 +53,6 @@ class Policy:
         """Build a policy from parallel lists of block names, widths and precisions."""
         return cls(model, target, [BlockChoice(n, int(w), p) for n, w, p in zip(names, widths, precisions)],
                    **kwargs)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict, source: str = "policy") -> "Policy":
-        if data.get("schema_version") != SCHEMA_VERSION:
-            raise InputError(f"{source}: schema_version {data.get('schema_version')!r} unsupported "
-                             f"(expected {SCHEMA_VERSION})")
-        try:
-            return cls(**{**data, "blocks": [BlockChoice(**b) for b in data["blocks"]]})
-        except (KeyError, TypeError) as exc:
-            raise InputError(f"{source}: malformed policy ({exc})") from None
-
-    def save(self, path: Path) -> Path:
-        """Write the policy atomically as JSON."""
-        atomic_write_json(Path(path), self.to_dict())
-        return Path(path)
 
     def check_against(self, block_names: Sequence[str], full_widths: Sequence[int], precisions: Sequence[str],
                       source: str = "policy", removable: Sequence[bool] | None = None) -> None:
@@ -94,4 +77,4 @@ class Policy:
 
 def load_policy(path: Path) -> Policy:
     """Read a policy JSON file with clear errors naming the file."""
-    return Policy.from_dict(read_json_object(path, "policy", InputError), source=str(path))
+    return Policy.load(path)

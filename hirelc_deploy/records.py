@@ -9,6 +9,7 @@ records), so a reader such as the report never re-declares a record's fields, an
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass
@@ -42,8 +43,8 @@ class Record:
             raise InputError(f"{source}: not a {cls.what} (expected a JSON object)")
         expected = _schema_version(cls)
         if data.get("schema_version") != expected:
-            raise InputError(f"{source}: {cls.what} schema_version {data.get('schema_version')!r} unsupported "
-                             f"(expected {expected})")
+            raise InputError(f"{source}: schema_version {data.get('schema_version')!r} of this {cls.what} is "
+                             f"unsupported (expected {expected})")
         return _build(cls, data, source)
 
     def save(self, path: Path) -> Path:
@@ -64,17 +65,22 @@ def _schema_version(cls: type) -> int:
     return field.default
 
 
-def _build(cls: type, data: dict, source: str):
+@functools.cache
+def annotated_fields(cls: type) -> tuple[tuple[dataclasses.Field, Any], ...]:
+    """A dataclass's init fields with their resolved annotations (resolved once per class: every line of
+    candidates.jsonl is a record)."""
     hints = typing.get_type_hints(cls)
+    return tuple((f, hints[f.name]) for f in dataclasses.fields(cls) if f.init)
+
+
+def _build(cls: type, data: dict, source: str):
     values = {}
-    for field in dataclasses.fields(cls):
-        if not field.init:
-            continue
+    for field, hint in annotated_fields(cls):
         if field.name not in data:
             if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
                 raise InputError(f"{source}: malformed {getattr(cls, 'what', cls.__name__)} ('{field.name}' missing)")
             continue
-        values[field.name] = conform(data[field.name], hints[field.name], f"{source}: '{field.name}'")
+        values[field.name] = conform(data[field.name], hint, f"{source}: '{field.name}'")
     return cls(**values)
 
 

@@ -45,15 +45,6 @@ def read_json_object(path: Path, what: str, error: type[Exception]) -> dict:
     return data
 
 
-def read_versioned(path: Path, what: str, schema_version: int) -> dict:
-    """Read a record written with ``schema_version``; another version is an InputError naming the file."""
-    data = read_json_object(path, what, InputError)
-    if data.get("schema_version") != schema_version:
-        raise InputError(f"{path}: {what} schema_version {data.get('schema_version')!r} unsupported "
-                         f"(expected {schema_version})")
-    return data
-
-
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same directory and an atomic rename."""
     path = Path(path)

@@ -11,9 +11,8 @@ second-order estimate for the noise per-channel symmetric INT8 rounding adds to 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +20,7 @@ from torch import nn
 
 from .errors import InputError
 from .models import CompressibleBlock
-from .runs import atomic_write_json, read_versioned
+from .records import Record
 
 SCHEMA_VERSION = 1
 
@@ -41,29 +40,14 @@ class BlockSensitivity:
 
 
 @dataclass
-class Sensitivity:
+class Sensitivity(Record):
     """Per-block Fisher sensitivity of a model, computed on ``samples`` held-out training images."""
 
+    what: ClassVar[str] = "sensitivity file"
     model: str
     samples: int
     blocks: list[BlockSensitivity]
     schema_version: int = SCHEMA_VERSION
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def save(self, path: Path) -> Path:
-        atomic_write_json(Path(path), self.to_dict())
-        return Path(path)
-
-    @classmethod
-    def load(cls, path: Path) -> "Sensitivity":
-        """Read a sensitivity JSON file written by ``save``."""
-        data = read_versioned(path, "sensitivity file", SCHEMA_VERSION)
-        try:
-            return cls(**{**data, "blocks": [BlockSensitivity(**b) for b in data["blocks"]]})
-        except (TypeError, KeyError) as exc:
-            raise InputError(f"{path}: malformed sensitivity file ({exc})") from None
 
 
 def _blocks(model: nn.Module) -> list[tuple[str, CompressibleBlock]]:

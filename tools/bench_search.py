@@ -33,7 +33,7 @@ from rich.table import Table
 from hirelc_deploy.apply import DistillConfig
 from hirelc_deploy.budget import parse_budget
 from hirelc_deploy.data import Normalize, load_images, open_dataset
-from hirelc_deploy.jobs.compress import calibrated_space, final_latency, verdict, verify_finalists
+from hirelc_deploy.jobs.compress import calibrated_space, final_latency, judge, verify_finalists
 from hirelc_deploy.jobs.profile import ensure_table
 from hirelc_deploy.models import get_model_spec
 from hirelc_deploy.pipeline import DataConfig, export_policy, load_model, prepare_data, sensitivity_of
@@ -154,9 +154,7 @@ def _strategy_row(outcomes, space, spec, target, budget, teacher, data, data_con
                       artifacts, table.fingerprint, sensitivity, "fisher")
         result = backend.bench_export(artifacts, target, test, Normalize(spec.mean, spec.std))
         latency = final_latency(backend, artifacts, target, result, backend.final_rounds)
-    # Against the uncompressed model timed with the engine in the same processes, as compress's verdict is.
-    budget_ms = budget.ms_against(latency.uncompressed_ms)
-    ratio = latency.engine_ms / budget_ms
+    budget_ms, ratio, text = judge(budget, latency)
     return {
         "proxy_top1": _spread([o.best.result.top1 for o in outcomes]),
         "search_seconds": _spread([_search_seconds(o) for o in outcomes]),
@@ -165,7 +163,7 @@ def _strategy_row(outcomes, space, spec, target, budget, teacher, data, data_con
         "widths": list(chosen.widths), "precisions": list(chosen.precisions),
         "predicted_ms": chosen.predicted_ms, "budget_ms": budget_ms, "measured_ms": latency.engine_ms,
         "measured_rounds_ms": latency.engine_rounds_ms, "uncompressed_ms": latency.uncompressed_ms,
-        "budget_ratio": ratio, "verdict": verdict(ratio), "speedup": latency.speedup,
+        "budget_ratio": ratio, "verdict": text, "speedup": latency.speedup,
         "top1": result.top1, "baseline_top1": result.baseline_top1,
     }
 

@@ -8,13 +8,13 @@ from pathlib import Path
 from ..data import Normalize, load_images, open_dataset
 from ..errors import HirelcError
 from ..artifacts import load_manifest
-from ..models import get_model_spec
+from ..models import ModelSpec, get_model_spec
 from ..progress import Reporter, SilentReporter, steps_of
 from ..records import BenchResult
 from ..targets import Target, backend_of, load_target
 
-# Normalisation of a file with no manifest beside it to say which model it is: ImageNet's, as torchvision's.
-DEFAULT_NORMALIZE = Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+# A file with no manifest beside it to say which model it is gets a model's default normalisation (ImageNet's).
+DEFAULT_NORMALIZE = Normalize(ModelSpec.mean, ModelSpec.std)
 
 
 def bench(artifact: Path, target: str | Target, *, data: Path | None = None, baseline: Path | None = None,

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import logging
 import platform
-import typing
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -41,7 +40,7 @@ from ..policy import Policy
 from ..precision import Precision
 from ..progress import Reporter, SilentReporter
 from ..records import (Baseline, BenchResult, Candidate, CompressConfig, CompressRunConfig, CompressSummary,
-                       FinalLatency, Finalist, Finalists, Status, conform)
+                       FinalLatency, Finalist, Finalists, Status, annotated_fields, conform)
 from ..report import write_report
 from ..resumption import check_same_run, evaluation_cache, read_candidates, resumed_config
 from ..runs import (BENCH_STAGE, CALIBRATION_STAGE, EXPORT_STAGE, FINALISTS_STAGE, SEARCH_STAGE, SENSITIVITY_STAGE,
@@ -104,9 +103,8 @@ def _paths_absolute(values: dict) -> dict:
 
 def check_config(config: CompressConfig) -> Budget:
     """Flag errors in ``config`` before any work starts; returns its budget, parsed (the only parse of a run)."""
-    hints = typing.get_type_hints(CompressConfig)
-    for field in fields(CompressConfig):
-        conform(getattr(config, field.name), hints[field.name], "--" + field.name.replace("_", "-"))
+    for field, hint in annotated_fields(CompressConfig):
+        conform(getattr(config, field.name), hint, "--" + field.name.replace("_", "-"))
     get_model_spec(config.model)
     get_strategy(config.strategy)
     budget = parse_budget(config.latency_budget)
@@ -193,6 +191,14 @@ def final_latency(backend: Backend, artifacts: Path, target: Target, first: Benc
     engine, uncompressed = (np.array(v) for v in zip(*pairs))
     return FinalLatency(float(np.median(engine)), float(np.median(uncompressed)), engine.tolist(),
                         uncompressed.tolist(), float(np.median(uncompressed / engine)))
+
+
+def judge(budget: Budget, latency: FinalLatency) -> tuple[float, float, str]:
+    """(budget ms, ratio to it, verdict) of a measured engine: the budget against the uncompressed model timed in
+    the same processes as the engine."""
+    budget_ms = budget.ms_against(latency.uncompressed_ms)
+    ratio = latency.engine_ms / budget_ms
+    return budget_ms, ratio, verdict(ratio)
 
 
 def verdict(ratio: float, predicted_because: str | None = None) -> str:
@@ -442,9 +448,8 @@ class _CompressJob:
                  latency: FinalLatency | None) -> CompressSummary:
         predicted_ms = policy.predicted_latency_ms * resolved.drift
         if latency is not None:
-            budget_ms = self.budget.ms_against(latency.uncompressed_ms)
-            ratio = latency.engine_ms / budget_ms
-            text, speedup = verdict(ratio), latency.speedup
+            budget_ms, ratio, text = judge(self.budget, latency)
+            speedup = latency.speedup
         else:
             budget_ms = self.budget.ms_against(resolved.uncompressed_ms)
             ratio = predicted_ms / budget_ms

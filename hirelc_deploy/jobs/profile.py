@@ -137,7 +137,8 @@ def ensure_table(model: str, target: Target, tables: Path, path: Path | None = N
     or predicted) only has to fit the target's grid, and where none does the roofline predicts one, which is not
     stored (the tables directory holds what a user measured or asked for).
     """
-    planning = backend_of(target).unavailable() is not None
+    cannot_measure = backend_of(target).unavailable()
+    planning = cannot_measure is not None
     unfit = _grid_reason if planning else stale_reason
     if path is not None:
         table = load_table(path)
@@ -155,7 +156,7 @@ def ensure_table(model: str, target: Target, tables: Path, path: Path | None = N
     else:
         how = "measured (no stored table)"
     if planning:
-        return predict_table(model, target), f"predicted by the roofline model ({backend_of(target).unavailable()})"
+        return predict_table(model, target), f"predicted by the roofline model ({cannot_measure})"
     table = measure_table(model, target, progress)
     table.save(stored)
     return table, f"{how}; saved to {stored}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import tomllib
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from ..precision import Precision
 from ..runs import atomic_write_text
 from ..settings import user_targets_dir
 from .backends import BACKEND_PRECISIONS
+from .fingerprint import cpu_info
 from .target import Target, parse_target
 
 # Package data: a wheel is installed unpacked, so the shipped TOML files are plain files beside this module.
@@ -65,18 +65,6 @@ def load_target(name_or_path: str) -> Target:
                       "or give a .toml path)")
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
 def _toml_value(value) -> str:
     # A JSON string, number or list of them is also a TOML one.
     return json.dumps(value, ensure_ascii=False)
@@ -104,7 +92,7 @@ def new_target(name: str, threads: int, batch_size: int, precisions: Sequence[st
         raise TargetError(f"{path}: already exists (pass --force to overwrite it)")
     # Read from the shipped file rather than restated here, so the two cannot drift apart.
     reference = tomllib.loads((SHIPPED_DIR / "cpu-ort-1t.toml").read_text(encoding="utf-8"))
-    cpu = _cpu_model()
+    cpu, _ = cpu_info()
     plural = "s" if threads > 1 else ""
     description = f"ONNX Runtime CPU on {cpu}, {threads} intra-op thread{plural}, batch {batch_size}"
     measure = "".join(f"{key} = {_toml_value(value)}\n" for key, value in reference.get("measure", {}).items())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from dataclasses import asdict, dataclass
@@ -52,7 +53,10 @@ def recorded_differences(recorded: dict, current: Fingerprint) -> list[str]:
         return ["fingerprint is missing or malformed"]
 
 
-def _cpuinfo() -> tuple[str, tuple[str, ...]]:
+@functools.cache
+def cpu_info() -> tuple[str, tuple[str, ...]]:
+    """This machine's CPU model name and the CPU features that change ONNX Runtime's kernels (read once: every
+    fingerprint of a run asks)."""
     model, flags = platform.processor() or platform.machine(), set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
@@ -71,7 +75,7 @@ def _cpuinfo() -> tuple[str, tuple[str, ...]]:
 def machine_identity(target: Target, runtime_version: str, accelerator: str = "") -> Fingerprint:
     """Fingerprint of this machine running ``target`` on a runtime of ``runtime_version`` (and ``accelerator``,
     the GPU, where there is one); the target's backend knows both (``targets.backends.current_fingerprint``)."""
-    model, flags = _cpuinfo()
+    model, flags = cpu_info()
     return Fingerprint(
         cpu_model=model,
         cpu_flags=flags,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 from ...errors import TargetError
 from ...precision import Precision
@@ -26,14 +26,13 @@ if TYPE_CHECKING:
 
     from ...data import ImageSet, Normalize
     from ...artifacts.manifest import Manifest
-    from ...latency.profile import Config, Measured
+    from ...latency.profile import Config, Measured, Progress
     from ...latency.timing import Timing
     from ...models import ModelSpec
     from ...policy import Policy
     from ...records import BenchResult
     from ..target import Target
 
-Progress = Callable[[str, int], None]  # (phase description, units completed since the last call)
 
 # backend name (a target's ``backend``) -> module (in this package) defining ``BACKEND``
 _MODULES = {"onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}

@@ -24,7 +24,7 @@ from ...artifacts.onnx_export import export_onnx
 from ...artifacts.ort_int8 import quantize_blocks
 from ...isolation import run_isolated
 from ...latency import attribution
-from ...latency.profile import Config, Measured, model_input_shape
+from ...latency.profile import Config, Measured, Progress, model_input_shape
 from ...latency.timing import Timing, measure_interleaved
 from ...models import ModelSpec
 from ...models.naming import HEAD, STEM, BlockMapper
@@ -41,7 +41,7 @@ from ...runtime.onnxruntime import (
     top1_accuracy,
 )
 from ..target import Target
-from . import Progress, current_fingerprint
+from . import current_fingerprint
 from .common import overhead_model, random_calibration
 
 MEASURED_WITH = "wall clock around each ONNX Runtime inference, interleaved bursts"

@@ -25,7 +25,7 @@ from ...artifacts.manifest import Manifest, load_manifest
 from ...artifacts.trt_artifact import BASELINE_ENGINE_NAME, ENGINE_NAME, write_trt_artifact
 from ...artifacts.trt_onnx import write_trt_onnx
 from ...latency import attribution
-from ...latency.profile import Config, Measured, model_input_shape
+from ...latency.profile import Config, Measured, Progress, model_input_shape
 from ...latency.timing import Timing
 from ...models import ModelSpec
 from ...models.naming import BlockMapper
@@ -43,7 +43,7 @@ from ...runtime.tensorrt import (
 )
 from ...runtime.tensorrt_runner import block_times, profile_layers, time_engines
 from ..target import Target
-from . import Progress, current_fingerprint
+from . import current_fingerprint
 from .common import overhead_model, random_calibration
 
 MEASURED_WITH = "CUDA events around execute_async_v3, one inference in flight, no profiler attached"
