@@ -13,13 +13,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .cli_common import RichReporter, console, emit, json_option, progress_bars, state
+from .cli_common import (MODEL_HELP, RichReporter, console, emit, input_shape_option, json_option, model_arg_option,
+                         model_fields, model_ref, norm_option, progress_bars, state)
+from .cli_models import inspect_cmd, models_cmd
 from .cli_output import print_engine_export, print_summary, print_validation
 from .cli_targets import targets_app
 from .errors import HirelcError, InputError
 from .artifacts.artifact import MODEL_NAME
 from .artifacts.manifest import MANIFEST_NAME
-from .models import MODELS
 
 WORKFLOW = """Make trained CNNs fast on real hardware, with every latency measured on the device.
 
@@ -103,7 +104,11 @@ def _fractions(text: Optional[str]) -> Optional[list[float]]:
 
 @app.command("profile")
 def profile_cmd(
-    model: str = typer.Option(..., "--model", "-m", help="Built-in model name (see `hirelc models`)."),
+    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    model_args: list[str] = model_arg_option(),
+    input_shape: Optional[str] = input_shape_option(),
+    mean: Optional[str] = norm_option("--mean"),
+    std: Optional[str] = norm_option("--std"),
     target: str = typer.Option(..., "--target", "-t", help="Target name (see `hirelc targets`) or a .toml path."),
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write the table "
                                        "(default $HIRELC_HOME/tables/MODEL__TARGET.json)."),
@@ -131,7 +136,8 @@ def profile_cmd(
     from .jobs.profile import profile
 
     with _reporter() as reporter:
-        result = profile(model, target, out=out, validate_count=validate_n, table=table_path,
+        result = profile(model_ref(model, model_args, input_shape, mean, std), target, out=out,
+                         validate_count=validate_n, table=table_path,
                          fractions=_fractions(fractions), seed=seed, force=force, predict=predict, run_dir=run_dir,
                          reporter=reporter)
     table = result.table
@@ -158,7 +164,11 @@ def profile_cmd(
 
 @app.command("sensitivity")
 def sensitivity_cmd(
-    model: str = typer.Option(..., "--model", "-m", help="Built-in model name."),
+    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    model_args: list[str] = model_arg_option(),
+    input_shape: Optional[str] = input_shape_option(),
+    mean: Optional[str] = norm_option("--mean"),
+    std: Optional[str] = norm_option("--std"),
     weights: Path = typer.Option(..., "--weights", "-w", help="Checkpoint (.th/.pt, loaded weights-only)."),
     data: Path = typer.Option(..., "--data", "-d", help="Dataset root (ImageFolder with train/ or CIFAR batches)."),
     samples: int = typer.Option(256, "--samples", min=1, help="Held-out training images for the Fisher."),
@@ -174,11 +184,12 @@ def sensitivity_cmd(
 
     with _reporter() as reporter:
         reporter.phase("Fisher: per-sample gradients", samples)
-        sens = measure_sensitivity(model, weights, data, samples, seed, out, on_sample=reporter.advance)
+        sens = measure_sensitivity(model_ref(model, model_args, input_shape, mean, std), weights, data, samples,
+                                   seed, out, on_sample=reporter.advance)
     if as_json:
         emit(sens.to_dict())
     elif not state["quiet"]:
-        table = Table(title=f"Fisher sensitivity of {model} ({sens.samples} held-out images)")
+        table = Table(title=f"Fisher sensitivity of {sens.model} ({sens.samples} held-out images)")
         for col in ("block", "params", "Fisher trace", "per param", "relative"):
             table.add_column(col, justify="left" if col == "block" else "right")
         for b in sens.blocks:
@@ -215,7 +226,11 @@ def plan_cmd(
 
 @app.command("export")
 def export_cmd(
-    model: str = typer.Option(..., "--model", "-m", help="Built-in model name."),
+    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    model_args: list[str] = model_arg_option(),
+    input_shape: Optional[str] = input_shape_option(),
+    mean: Optional[str] = norm_option("--mean"),
+    std: Optional[str] = norm_option("--std"),
     weights: Path = typer.Option(..., "--weights", "-w", help="Checkpoint of the uncompressed model."),
     data: Path = typer.Option(..., "--data", "-d", help="Dataset root; only its train split is used."),
     target: str = typer.Option(..., "--target", "-t", help="Target name or .toml path."),
@@ -245,7 +260,8 @@ def export_cmd(
     from .jobs.export import export
 
     with _reporter() as reporter:
-        manifest = export(model, weights, data, target, policy_path, out, finetune_epochs=finetune_epochs,
+        manifest = export(model_ref(model, model_args, input_shape, mean, std), weights, data, target, policy_path,
+                          out, finetune_epochs=finetune_epochs,
                           finetune_images=finetune_images, lr=lr, criterion=criterion, table=table_path,
                           sparse_2_4=sparse, seed=seed, reporter=reporter)
     checks = manifest.checks
@@ -311,8 +327,11 @@ def bench_cmd(
 @app.command("compress")
 def compress_cmd(
     ctx: typer.Context,
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Built-in model name (see `hirelc models`). "
-                                        "Required unless --resume."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP + " Required unless --resume."),
+    model_args: list[str] = model_arg_option(),
+    input_shape: Optional[str] = input_shape_option(),
+    mean: Optional[str] = norm_option("--mean"),
+    std: Optional[str] = norm_option("--std"),
     weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Checkpoint path, or a public checkpoint "
                                           "name (resnet20-cifar10, resnet56-cifar10; fetched once into "
                                           "$HIRELC_CACHE). Required unless --resume."),
@@ -359,7 +378,8 @@ def compress_cmd(
 
     options = {"strategy": strategy, "evals": evals, "finetune_epochs": finetune_epochs,
                "finetune_images": finetune_images, "heldout_images": heldout_images, "test_per_class": test_per_class,
-               "finalists": finalists, "seed": seed, "table": table_path}
+               "finalists": finalists, "seed": seed, "table": table_path,
+               **model_fields(model_args, input_shape, mean, std)}
     required = {"model": model, "weights": weights, "data": data, "target": target, "latency_budget": latency_budget}
     with _reporter() as reporter:
         if resume:
@@ -412,20 +432,8 @@ def report_cmd(run_dir: Path = typer.Argument(..., help="A run directory written
         print(report)
 
 
-@app.command("models")
-def models_cmd(as_json: bool = json_option()):
-    """List the built-in models with their blocks and input shape.
-
-    Example: hirelc models --json
-    """
-    if as_json:
-        emit({name: {"input_shape": list(spec.input_shape), "num_classes": spec.num_classes,
-                     "blocks": [b.name for b in spec.blocks()]} for name, spec in MODELS.items()})
-        return
-    for name, spec in MODELS.items():
-        blocks = spec.blocks()
-        print(f"{name:14s} input {'x'.join(map(str, spec.input_shape)):10s} {len(blocks):3d} blocks, "
-              f"inner widths {sorted({b.full_width for b in blocks})}")
+app.command("models")(models_cmd)
+app.command("inspect")(inspect_cmd)
 
 
 def main() -> None:

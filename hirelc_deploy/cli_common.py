@@ -1,4 +1,5 @@
-"""What every ``hirelc`` command shares: the ``--json`` flag, JSON output, and progress bars on stderr."""
+"""What every ``hirelc`` command shares: the ``--json`` flag, JSON output, progress bars on stderr, and the flags
+that name a model."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import json
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .errors import InputError
+from .records import ModelRef
 
 console = Console(stderr=True)  # progress, tables and notes: stdout stays clean for --json
 state = {"debug": False, "quiet": False}
@@ -49,3 +53,50 @@ def progress_bars() -> Progress:
     """The progress display every command uses (on stderr, so --json output stays clean)."""
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=console, disable=state["quiet"])
+
+
+MODEL_HELP = ("A zoo model (see `hirelc models`), or your own: path/to/file.py:factory or package.module:factory "
+              "(a callable returning an nn.Module; blocks are found automatically, see `hirelc inspect`).")
+
+
+def model_arg_option():
+    """``--model-arg key=value`` (repeatable): keyword arguments of a model factory."""
+    return typer.Option([], "--model-arg", help="Keyword argument of your model's factory, key=value (a Python "
+                        "literal, or text); repeat for several.")
+
+
+def input_shape_option():
+    """``--input-shape CxHxW``."""
+    return typer.Option(None, "--input-shape", help="Input shape CxHxW, e.g. 3x224x224 (default: the zoo "
+                        "model's, or 3x224x224 for your own).")
+
+
+def norm_option(flag: str):
+    """``--mean`` / ``--std``: the input normalisation, one value per channel."""
+    return typer.Option(None, flag, help=f"Input normalisation {flag[2:]}, comma-separated per channel "
+                        "(default: ImageNet's).")
+
+
+def _floats(text: str | None, flag: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"{flag}: expected comma-separated numbers, got '{text}'") from None
+
+
+def model_fields(model_args: list[str], input_shape: str | None, mean: str | None, std: str | None) -> dict:
+    """The ``ModelRef`` fields (other than the model) the model flags set, parsed (``CompressConfig`` names)."""
+    from .models.user_model import parse_model_args, parse_shape
+
+    return {"model_args": parse_model_args(model_args),
+            "input_shape": parse_shape(input_shape) if input_shape else None,
+            "mean": _floats(mean, "--mean"), "std": _floats(std, "--std")}
+
+
+def model_ref(model: str, model_args: list[str], input_shape: str | None, mean: str | None, std: str | None
+              ) -> ModelRef:
+    """The model the flags name."""
+    fields = model_fields(model_args, input_shape, mean, std)
+    return ModelRef(model, fields["model_args"], fields["input_shape"], fields["mean"], fields["std"])

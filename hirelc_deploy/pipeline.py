@@ -18,7 +18,8 @@ from .errors import InputError
 from .artifacts.manifest import Manifest
 from .latency.profile import Progress
 from .latency.table import LatencyTable
-from .models import ModelSpec, get_model_spec, load_weights
+from .models import ModelSpec, as_spec, load_weights
+from .records import ModelRef
 from .policy import Policy
 from .search import nearest_widths, plan_policy
 from .sensitivity import Sensitivity, compute_sensitivity
@@ -89,7 +90,8 @@ def load_model(spec: ModelSpec, weights: Path) -> nn.Module:
 def sensitivity_of(model: nn.Module, spec: ModelSpec, data: PreparedData, config: DataConfig,
                    on_sample: Callable[[], None] | None = None) -> Sensitivity:
     """Fisher sensitivity on held-out training images."""
-    return compute_sensitivity(model, spec.name, data.heldout_batches(), config.fisher_images, on_sample)
+    return compute_sensitivity(model, spec.blocks(), spec.input_shape, spec.name, data.heldout_batches(),
+                               config.fisher_images, on_sample)
 
 
 def static_batches(images: ImageSet, data: PreparedData, batch: int, limit: int) -> list[np.ndarray]:
@@ -119,8 +121,8 @@ def apply_policy(teacher: nn.Module, spec: ModelSpec, policy: Policy, data: Prep
     convolutions given the 2:4 pattern (those of ``sparse_blocks``, held through fine-tuning)."""
     note = progress or (lambda *_: None)
     student = copy.deepcopy(teacher)
-    prune_to_widths(student, policy.widths, (1, *spec.input_shape), sensitivity, criterion)
-    sparse_layers = sparsify(student, sparse_blocks)
+    prune_to_widths(student, spec.blocks(), policy.widths, (1, *spec.input_shape), sensitivity, criterion)
+    sparse_layers = sparsify(student, [m for b in spec.blocks() if b.name in sparse_blocks for m in b.modules])
     recalibrate_batchnorm(student, (x for x, _ in data.train_batches(augment=True, seed=config.seed)),
                           config.bn_images)
     steps = max(1, len(data.train) // config.batch_size)
@@ -158,16 +160,16 @@ def export_policy(teacher: nn.Module, spec: ModelSpec, policy: Policy, target: T
     finetune = {**asdict(distill_config), "train_images": len(data.train), "criterion": criterion,
                 "seed": config.seed}
     with torch.no_grad():
-        manifest = backend_of(target).write_artifact(student, teacher, policy, shape, calibration, checks, out_dir,
-                                                      table_fingerprint, finetune, sparse_layers)
+        manifest = backend_of(target).write_artifact(student, teacher, spec, policy, shape, calibration, checks,
+                                                      out_dir, table_fingerprint, finetune, sparse_layers)
     return student, manifest
 
 
-def measure_sensitivity(model: str, weights: Path, data: Path, samples: int = 256, seed: int = 0,
+def measure_sensitivity(model: str | ModelRef, weights: Path, data: Path, samples: int = 256, seed: int = 0,
                         out: Path | None = None, on_sample: Callable[[], None] | None = None) -> Sensitivity:
     """``hirelc sensitivity``: Fisher sensitivity per block of the trained ``model`` on ``samples`` held-out
     training images of ``data`` (never its test split), also written to ``out`` when given."""
-    spec = get_model_spec(model)
+    spec = as_spec(model)
     config = DataConfig(seed=seed, train_images=1, heldout_images=samples, fisher_images=samples)
     teacher = load_model(spec, weights)
     sensitivity = sensitivity_of(teacher, spec, prepare_data(spec, Path(data), config), config, on_sample)

@@ -135,6 +135,18 @@ def conform(value: Any, kind: Any, where: str) -> Any:
 
 
 @dataclass(frozen=True)
+class ModelRef:
+    """Which model a run uses: a zoo name, or a factory (``file.py:factory`` or ``package.module:factory``) with
+    its keyword arguments, input shape (C, H, W) and input normalisation; None means the model's defaults."""
+
+    model: str
+    args: dict = dataclasses.field(default_factory=dict)
+    input_shape: list[int] | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+
+
+@dataclass(frozen=True)
 class CompressConfig:
     """Everything a compress run depends on, with the CLI's defaults."""
 
@@ -152,6 +164,15 @@ class CompressConfig:
     finalists: int = 3
     seed: int = 0
     table: str | None = None
+    model_args: dict = dataclasses.field(default_factory=dict)
+    input_shape: list[int] | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+
+    @property
+    def model_ref(self) -> ModelRef:
+        """The model this run compresses, with its factory arguments, input shape and normalisation."""
+        return ModelRef(self.model, dict(self.model_args), self.input_shape, self.mean, self.std)
 
 
 @dataclass(frozen=True)
@@ -185,6 +206,7 @@ class ProfileRunConfig(Record):
     seed: int = 0
     table: str | None = None
     predict: bool = False
+    model_ref: ModelRef | None = None
     command: str = "profile"
     schema_version: int = 2
 

@@ -12,14 +12,15 @@ second-order estimate for the noise per-channel symmetric INT8 rounding adds to 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar, Iterable
+from typing import Callable, ClassVar, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
+import torch_pruning as tp
 from torch import nn
 
 from .errors import InputError
-from .models import CompressibleBlock
+from .models import BlockInfo
 from .records import Record
 
 SCHEMA_VERSION = 1
@@ -48,10 +49,6 @@ class Sensitivity(Record):
     samples: int
     blocks: list[BlockSensitivity]
     schema_version: int = SCHEMA_VERSION
-
-
-def _blocks(model: nn.Module) -> list[tuple[str, CompressibleBlock]]:
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, CompressibleBlock)]
 
 
 def empirical_fisher(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], max_samples: int,
@@ -95,9 +92,26 @@ def _channel_scores(group: list[tuple[nn.Module, str, int]], fisher_of: dict[int
     return fisher_score.tolist(), l1.tolist()
 
 
-def _int8_saliency(block: nn.Module, fisher_of: dict[int, torch.Tensor]) -> float:
+def channel_params(model: nn.Module, deps: tp.DependencyGraph, root: str) -> list[tuple[nn.Module, str, int]]:
+    """Every (module, parameter, dim) indexed by the output channels of the convolution ``root``: what
+    torch-pruning's dependency graph would prune with them (a grouped convolution's input, indexed per group,
+    is left out)."""
+    conv = model.get_submodule(root)
+    found = []
+    for dep, _ in deps.get_pruning_group(conv, tp.prune_conv_out_channels, idxs=[0]):
+        module = dep.target.module
+        if not isinstance(module, nn.Module):
+            continue
+        dim = 0 if deps.is_out_channel_pruning_fn(dep.handler) else 1
+        for name, param in module.named_parameters(recurse=False):
+            if param.dim() > dim and param.shape[dim] == conv.out_channels and (dim == 0 or name == "weight"):
+                found.append((module, name, dim))
+    return found
+
+
+def _int8_saliency(modules: Sequence[nn.Module], fisher_of: dict[int, torch.Tensor]) -> float:
     total = 0.0
-    for conv in (m for m in block.modules() if isinstance(m, nn.Conv2d)):
+    for conv in (m for module in modules for m in module.modules() if isinstance(m, nn.Conv2d)):
         weight = conv.weight.detach()
         step = weight.abs().flatten(1).amax(1) / 127.0
         noise = (step ** 2 / 12.0).view(-1, *([1] * (weight.dim() - 1)))
@@ -105,21 +119,25 @@ def _int8_saliency(block: nn.Module, fisher_of: dict[int, torch.Tensor]) -> floa
     return total
 
 
-def compute_sensitivity(model: nn.Module, model_name: str, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                        max_samples: int = 256, on_sample: Callable[[], None] | None = None) -> Sensitivity:
-    """Fisher sensitivity of every block of ``model`` and importance of every prunable channel."""
+def compute_sensitivity(model: nn.Module, blocks: Sequence[BlockInfo], input_shape: Sequence[int], model_name: str,
+                        batches: Iterable[tuple[torch.Tensor, torch.Tensor]], max_samples: int = 256,
+                        on_sample: Callable[[], None] | None = None) -> Sensitivity:
+    """Fisher sensitivity of every block (``blocks``: the units of ``model``, whose input is ``input_shape``,
+    C x H x W) and importance of every prunable channel."""
     fisher, seen = empirical_fisher(model, batches, max_samples, on_sample)
     named = dict(model.named_parameters())
     fisher_of = {id(named[n]): f for n, f in fisher.items()}
+    deps = tp.DependencyGraph().build_dependency(model, example_inputs=torch.zeros(1, *input_shape))
     rows = []
-    for name, block in _blocks(model):
-        block_params = [(f"{name}.{n}", p) for n, p in block.named_parameters()]
-        count = sum(p.numel() for _, p in block_params)
-        trace = float(sum(fisher[n].sum() for n, _ in block_params))
-        scores = [_channel_scores(group, fisher_of) for group in block.channel_params()]
-        rows.append(BlockSensitivity(name, count, trace, trace / max(count, 1), 0.0,
+    for block in blocks:
+        modules = [model.get_submodule(m) for m in block.modules]
+        block_params = [p for module in modules for p in module.parameters()]
+        count = sum(p.numel() for p in block_params)
+        trace = float(sum(fisher_of[id(p)].sum() for p in block_params if id(p) in fisher_of))
+        scores = [_channel_scores(channel_params(model, deps, g.root), fisher_of) for g in block.groups]
+        rows.append(BlockSensitivity(block.name, count, trace, trace / max(count, 1), 0.0,
                                      [s for s, _ in scores], [a for _, a in scores],
-                                     _int8_saliency(block, fisher_of)))
+                                     _int8_saliency(modules, fisher_of)))
     top = max((r.fisher_per_param for r in rows), default=0.0) or 1.0
     for r in rows:
         r.relative = r.fisher_per_param / top

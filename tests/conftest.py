@@ -97,6 +97,21 @@ def tiny_cifar(tmp_path: Path) -> Path:
     return root
 
 
+def inner_widths(model: torch.nn.Module, blocks) -> list[int]:
+    """Each block's inner width as the model's modules have it: the output channels of its first channel
+    group's root convolution, 0 where the block was removed (replaced by an fx graph of its shortcut alone),
+    the full width where the block has no channel group of its own."""
+    widths = []
+    for block in blocks:
+        if block.removable and isinstance(model.get_submodule(block.name), torch.fx.GraphModule):
+            widths.append(0)
+        elif block.groups:
+            widths.append(model.get_submodule(block.groups[0].root).out_channels)
+        else:
+            widths.append(block.full_width)
+    return widths
+
+
 def toy_table(fingerprint=None):
     """A two-block table with round numbers, measured (per its fingerprint) on this machine as cpu-ort-1t."""
     from hirelc_deploy.targets import current_fingerprint, load_target
@@ -149,8 +164,8 @@ def tiny_problem(tmp_path_factory):
         rows.append(BlockLatency(info.name, info.full_width, widths, lat, {p: [0.0] * len(widths) for p in lat}))
     table = LatencyTable("resnet20", "cpu-ort-1t", "measured", {}, [1, 3, 32, 32], 0.05, rows,
                          [{"fp32->int8": 0.005, "int8->fp32": 0.005} for _ in range(len(rows) + 1)])
-    evaluator = Evaluator(teacher, spec.input_shape, EvalData.from_prepared(data, bn_images=32,
-                                                                            calibration_images=16), sensitivity)
+    evaluator = Evaluator(teacher, spec.blocks(), spec.input_shape,
+                          EvalData.from_prepared(data, bn_images=32, calibration_images=16), sensitivity)
     return SearchSpace(table), sensitivity, evaluator
 
 

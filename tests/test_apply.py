@@ -4,8 +4,10 @@ import pytest
 import torch
 
 from hirelc_deploy.apply import DistillConfig, distill, distillation_loss, prune_to_widths, recalibrate_batchnorm
-from hirelc_deploy.models import describe_blocks, get_model_spec
+from hirelc_deploy.models import get_model_spec
 from hirelc_deploy.sensitivity import compute_sensitivity
+
+from .conftest import inner_widths
 
 
 def _batches(n=4, size=8, seed=0):
@@ -19,8 +21,8 @@ def test_pruning_removes_channels_physically_and_model_runs():
     model = spec.build()
     before = sum(p.numel() for p in model.parameters())
     widths = [8, 16, 4, 16, 24, 32, 64, 48, 16]
-    prune_to_widths(model, widths, (1, 3, 32, 32), criterion="l1")
-    assert [b.inner_width for b in describe_blocks(model)] == widths
+    prune_to_widths(model, spec.blocks(), widths, (1, 3, 32, 32), criterion="l1")
+    assert inner_widths(model, spec.blocks()) == widths
     assert model.layer1[0].conv1.weight.shape == (8, 16, 3, 3)
     assert model.layer1[0].bn1.running_mean.shape == (8,)
     assert model.layer1[0].conv2.weight.shape == (16, 8, 3, 3)
@@ -32,10 +34,10 @@ def test_pruning_keeps_the_most_important_channels():
     spec = get_model_spec("resnet20")
     model = spec.build()
     original = model.layer1[0].conv1.weight.detach().clone()
-    sens = compute_sensitivity(model, "resnet20", _batches(1), max_samples=4)
+    sens = compute_sensitivity(model, spec.blocks(), spec.input_shape, "resnet20", _batches(1), max_samples=4)
     scores = torch.arange(16.0)  # channel i has importance i: the top 4 are channels 12..15
     sens.blocks[0].channel_fisher = [scores.tolist()]
-    prune_to_widths(model, [4] + [16] * 2 + [32] * 3 + [64] * 3, (1, 3, 32, 32), sens, "fisher")
+    prune_to_widths(model, spec.blocks(), [4] + [16] * 2 + [32] * 3 + [64] * 3, (1, 3, 32, 32), sens, "fisher")
     assert torch.equal(model.layer1[0].conv1.weight, original[12:])
 
 
@@ -43,7 +45,7 @@ def test_mobilenet_v2_prunes_through_depthwise_convolutions():
     spec = get_model_spec("mobilenet_v2")
     model = spec.build()
     widths = [b.full_width if not b.prunable else b.full_width // 2 for b in spec.blocks()]
-    prune_to_widths(model, widths, (1, 3, 64, 64), criterion="l1")
+    prune_to_widths(model, spec.blocks(), widths, (1, 3, 64, 64), criterion="l1")
     block = model.features[2]
     assert block.conv[1][0].weight.shape[0] == 48 and block.conv[1][0].groups == 48
     assert model(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
@@ -66,9 +68,10 @@ def test_distillation_loss_is_cross_entropy_part_when_student_equals_teacher():
 
 
 def test_distillation_moves_the_student_towards_the_teacher():
-    teacher = get_model_spec("resnet20").build()
+    spec = get_model_spec("resnet20")
+    teacher = spec.build()
     student = copy.deepcopy(teacher)
-    prune_to_widths(student, [8] * 3 + [16] * 3 + [32] * 3, (1, 3, 32, 32), criterion="l1")
+    prune_to_widths(student, spec.blocks(), [8] * 3 + [16] * 3 + [32] * 3, (1, 3, 32, 32), criterion="l1")
     data = _batches(2, 16)
     x = torch.cat([b[0] for b in data])
 

@@ -2,7 +2,9 @@ import pytest
 import torch
 
 from hirelc_deploy.errors import CheckpointError, InputError
-from hirelc_deploy.models import MODELS, describe_blocks, get_model_spec, load_weights
+from hirelc_deploy.models import MODELS, get_model_spec, load_weights
+
+from .conftest import inner_widths
 
 
 def test_cifar_resnet_blocks_and_widths():
@@ -18,7 +20,7 @@ def test_width_configuration_changes_only_inner_channels():
     spec = get_model_spec("resnet20")
     widths = [4, 8, 12, 8, 16, 24, 16, 32, 48]
     model = spec.build(widths)
-    assert [b.inner_width for b in describe_blocks(model)] == widths
+    assert inner_widths(model, spec.blocks()) == widths
     assert model.layer2[0].conv1.out_channels == 8 and model.layer2[0].conv2.out_channels == 32
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 

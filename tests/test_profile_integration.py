@@ -8,13 +8,14 @@ import pytest
 from hirelc_deploy.jobs.profile import measure_table
 from hirelc_deploy.latency import load_table, validate
 from hirelc_deploy.latency.profile import profiling_configs
+from hirelc_deploy.models import get_model_spec
 from hirelc_deploy.targets import current_fingerprint
 
 pytestmark = pytest.mark.slow
 
 
 def test_profiling_configs_cover_every_width_and_precision(tiny_target):
-    uniform, mixed, isolated = profiling_configs("resnet20", tiny_target)
+    uniform, mixed, isolated = profiling_configs(get_model_spec("resnet20"), tiny_target)
     assert len(uniform) == 4  # 2 width levels x 2 precisions
     assert {c.precisions[0] for c in uniform} == {"fp32", "int8"}
     assert {c.widths[-1] for c in uniform} == {32, 64}
@@ -35,7 +36,8 @@ def test_profiling_configs_cover_every_width_and_precision(tiny_target):
 
 def test_profile_and_validate_resnet20(tiny_target, tmp_path):
     steps = []
-    table = measure_table("resnet20", tiny_target, progress=lambda phase, n=1: steps.append(phase))
+    spec = get_model_spec("resnet20")
+    table = measure_table(spec, tiny_target, progress=lambda phase, n=1: steps.append(phase))
     assert {"exporting", "profiling", "timing"} <= set(steps)
     assert table.kind == "measured" and table.fingerprint == current_fingerprint(tiny_target).to_dict()
     assert len(table.blocks) == 9 and table.blocks[0].widths == [8, 16]
@@ -45,7 +47,7 @@ def test_profile_and_validate_resnet20(tiny_target, tmp_path):
     assert saved.predict([16] * 3 + [32] * 3 + [64] * 3, ["fp32"] * 9) == pytest.approx(
         table.predict([16] * 3 + [32] * 3 + [64] * 3, ["fp32"] * 9))
 
-    report = validate(table, tiny_target, count=3, seed=0)
+    report = validate(table, spec, tiny_target, count=3, seed=0)
     assert [r.label for r in report.rows] == ["fp32-full", "int8-half", "random0", "random1", "random2"]
     for row in report.rows:
         assert row.measured_ms > 0 and math.isfinite(row.abs_pct_error)

@@ -37,7 +37,8 @@ class CountingEvaluator(Evaluator):
     """A fresh evaluator (empty cache) that counts the candidates it really builds."""
 
     def __init__(self, shared: Evaluator):
-        super().__init__(shared.teacher, shared.input_shape, shared.data, shared.sensitivity, cache={})
+        super().__init__(shared.teacher, shared.blocks, shared.input_shape, shared.data, shared.sensitivity,
+                         cache={})
         self.built = 0
 
     def build(self, widths, precisions):

@@ -20,8 +20,10 @@ GPU_TARGETS = ["trt-h100-b1", "trt-h100-b32"]
 
 
 def test_kernel_counts_of_a_resnet20_block_by_hand():
-    model = get_model_spec("resnet20").build()
-    per_block, outside, boundaries = _kernels(model, (1, 3, 32, 32))
+    spec = get_model_spec("resnet20")
+    model = spec.build()
+    infos = spec.blocks()
+    per_block, outside, boundaries = _kernels(model, infos, [b.full_width for b in infos], (1, 3, 32, 32))
     # layer1.0: two 3x3 convolutions 16 -> 16 on 32x32, batch 1.
     macs = 32 * 32 * 16 * 16 * 9
     activation, weights = 16 * 32 * 32, 16 * 16 * 9
@@ -40,7 +42,7 @@ def test_fewer_channels_and_lower_precision_are_never_predicted_slower(model, ta
     text = open(load_target(target).path).read()
     with_fp8 = tmp_path / f"{target}.toml"
     with_fp8.write_text(text.replace('precisions = ["fp32", "fp16", "int8"]', 'precisions = ["fp32", "fp16", "int8", "fp8"]'))
-    table = predict_table(model, parse_target(with_fp8))
+    table = predict_table(get_model_spec(model), parse_target(with_fp8))
     assert "fp8" in table.precisions
     assert table.kind == "predicted" and "roofline" in table.method["kind"]
     for block in table.blocks:
@@ -62,7 +64,7 @@ def test_fewer_channels_and_lower_precision_are_never_predicted_slower(model, ta
 
 
 def test_batch_32_is_slower_per_call_and_faster_per_image():
-    one, many = (predict_table("resnet56", load_target(t)) for t in GPU_TARGETS)
+    one, many = (predict_table(get_model_spec("resnet56"), load_target(t)) for t in GPU_TARGETS)
     full = [b.full_width for b in one.blocks]
     b1, b32 = (t.predict(full, ["fp16"] * len(full)) for t in (one, many))
     assert b1 < b32 < 32 * b1
@@ -70,7 +72,7 @@ def test_batch_32_is_slower_per_call_and_faster_per_image():
 
 def test_target_without_roofline_or_with_missing_peaks(tmp_path, tiny_target):
     with pytest.raises(TargetError, match="no \\[roofline\\] section"):
-        predict_table("resnet20", tiny_target)
+        predict_table(get_model_spec("resnet20"), tiny_target)
     text = open(load_target("trt-h100-b1").path).read()
     bad = tmp_path / "gpu.toml"
     bad.write_text(text.replace(", int8 = 1979.0", ""))

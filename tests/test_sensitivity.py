@@ -25,8 +25,9 @@ def test_fisher_is_mean_squared_per_sample_gradient():
 
 
 def test_sensitivity_per_block_and_channel(tmp_path):
-    model = get_model_spec("resnet20").build()
-    sens = compute_sensitivity(model, "resnet20", _batches(), max_samples=6)
+    spec = get_model_spec("resnet20")
+    model = spec.build()
+    sens = compute_sensitivity(model, spec.blocks(), spec.input_shape, "resnet20", _batches(), max_samples=6)
     assert sens.samples == 6 and len(sens.blocks) == 9
     assert max(b.relative for b in sens.blocks) == 1.0
     for block, full in zip(sens.blocks, [16] * 3 + [32] * 3 + [64] * 3):
@@ -39,7 +40,8 @@ def test_sensitivity_per_block_and_channel(tmp_path):
 def test_sensitivity_is_deterministic_for_a_seed():
     def run(seed):
         torch.manual_seed(seed)
-        return compute_sensitivity(get_model_spec("resnet20").build(), "r", _batches(), 4)
+        spec = get_model_spec("resnet20")
+        return compute_sensitivity(spec.build(), spec.blocks(), spec.input_shape, "r", _batches(), 4)
 
     assert run(0) == run(0)
     assert run(0) != run(1)

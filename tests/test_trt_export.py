@@ -15,7 +15,7 @@ from onnx import TensorProto, numpy_helper
 from hirelc_deploy.apply.sparsity import make_permanent, sparsify, two_four_mask
 from hirelc_deploy.cli import main
 from hirelc_deploy.artifacts.qdq_check import placement_problems
-from hirelc_deploy.artifacts.trt_onnx import write_trt_onnx
+from hirelc_deploy.artifacts.trt_onnx import block_precisions, write_trt_onnx
 from hirelc_deploy.models import get_model_spec
 from hirelc_deploy.runtime.onnxruntime import reference_outputs
 
@@ -40,8 +40,11 @@ def _resnet20():
     return model
 
 
-def _export(model, precisions, path, shape=SHAPE):
-    expected = write_trt_onnx(model, precisions, shape, _calibration(shape), path)
+def _export(model, precisions, path, shape=SHAPE, model_name="resnet20"):
+    """Export a full-width ``model_name`` model with its blocks in ``precisions``; (graph, expected map)."""
+    blocks = get_model_spec(model_name).blocks()
+    expected = block_precisions(blocks, [b.full_width for b in blocks], precisions)
+    assert write_trt_onnx(model, expected, shape, _calibration(shape), path) == expected
     return onnx.load(str(path)), expected
 
 
@@ -107,7 +110,7 @@ def test_projection_shortcut_conv_output_is_the_quantized_add_input(tmp_path):
     model = spec.build().eval()
     blocks = spec.blocks()
     shape = (1, *spec.input_shape)
-    proto, _ = _export(model, ["int8"] * len(blocks), tmp_path / "m.onnx", shape)
+    proto, _ = _export(model, ["int8"] * len(blocks), tmp_path / "m.onnx", shape, "resnet50")
     graph = proto.graph
     producer = _producer(graph)
     first = blocks[0].onnx_prefix  # layer1.0 has a downsample (projection) convolution
@@ -246,8 +249,10 @@ def test_trained_resnet20_keeps_its_predictions_in_every_precision(tmp_path, sha
     calibration = static_batches(data.train, data, 64, 128)
     check = static_batches(data.heldout, data, 64, 256)
     reference = _torch(model, check).argmax(1)
+    blocks = spec.blocks()
     for precision in ("fp16", "int8", "fp8"):
-        write_trt_onnx(model, [precision] * 9, (64, 3, 32, 32), calibration, tmp_path / f"{precision}.onnx")
+        expected = block_precisions(blocks, [b.full_width for b in blocks], [precision] * 9)
+        write_trt_onnx(model, expected, (64, 3, 32, 32), calibration, tmp_path / f"{precision}.onnx")
         outputs = reference_outputs(tmp_path / f"{precision}.onnx", check, basic_only=True)
         agreement = np.mean(outputs.argmax(1) == reference)
         assert agreement >= (0.99 if precision == "fp16" else 0.95), (precision, agreement)

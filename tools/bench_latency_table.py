@@ -19,6 +19,7 @@ from rich.console import Console
 
 from hirelc_deploy.jobs.profile import measure_table
 from hirelc_deploy.latency import default_table_path, validate
+from hirelc_deploy.models import get_model_spec
 from hirelc_deploy.runs import atomic_write_json, atomic_write_text
 from hirelc_deploy.settings import REPO_ROOT, tables_dir
 from hirelc_deploy.targets import backend_of, load_target
@@ -67,15 +68,17 @@ def main() -> None:
     results = []
     for pair in args.pairs:
         model, target_name = pair.split(":")
+        spec = get_model_spec(model)
         target = load_target(target_name)
         console.print(f"[bold]{model} on {target.name}[/]: profiling")
         start = time.perf_counter()
-        table = measure_table(model, target)
+        table = measure_table(spec, target)
         profile_s = time.perf_counter() - start
         if args.save_tables:
-            table.save(default_table_path(tables_dir(), model, target.name))
+            table.save(default_table_path(tables_dir(), spec.key, target.name))
         console.print(f"  profiled in {profile_s:.1f} s; validating {args.validate + 2} configurations")
-        report = validate(table, target, args.validate, backend_of(target).measure_configs, args.seed)
+        report = validate(table, spec, target, args.validate, seed=args.seed,
+                          measure=backend_of(target).measure_configs)
         results.append({"model": model, "target": target.name, "profile_s": profile_s,
                          "networks_profiled": table.method["networks_profiled"], "fingerprint": table.fingerprint,
                          "validation": report.to_dict()})

@@ -131,13 +131,13 @@ def main() -> None:
     rows, pretrained_top1 = [], None
     for target_name in args.targets:
         target = load_target(target_name)
-        table_path = default_table_path(tables_dir(), MODEL, target.name)
+        table_path = default_table_path(tables_dir(), spec.key, target.name)
         if table_path.exists():
             table = load_table(table_path)
             table.check_device(current_fingerprint(target), source=str(table_path))
         else:
             console.print(f"profiling {MODEL} on {target.name}")
-            table = measure_table(MODEL, target)
+            table = measure_table(spec, target)
             table.save(table_path)
         shape = (target.batch_size, *spec.input_shape)
         calibration = static_batches(data.train, data, target.batch_size, config.calibration_images)
@@ -152,7 +152,7 @@ def main() -> None:
                                                     sensitivity, "fisher")
                     console.print(f"  fine-tuned {label} widths in {time.perf_counter() - start:.0f} s")
                 with torch.no_grad():
-                    write_artifact(students[key], teacher, policy, shape, calibration, checks, out,
+                    write_artifact(students[key], teacher, spec, policy, shape, calibration, checks, out,
                                    table.fingerprint, {"epochs": distill_config.epochs})
             manifest = load_manifest(out)
             result = _bench(out / "model.onnx", target.name, args.data, args.test_per_class,

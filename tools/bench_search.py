@@ -91,7 +91,7 @@ def main() -> int:
     data_config = DataConfig(seed=0, train_images=args.finetune_images, heldout_images=args.heldout_images)
     data = prepare_data(spec, data_root, data_config)
     sensitivity = sensitivity_of(teacher, spec, data, data_config)
-    evaluator = Evaluator(teacher, spec.input_shape, EvalData.from_prepared(data), sensitivity)
+    evaluator = Evaluator(teacher, spec.blocks(), spec.input_shape, EvalData.from_prepared(data), sensitivity)
     test = load_images(open_dataset(data_root, "test", limit_per_class=args.test_per_class))
     strategies = args.strategies.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -100,7 +100,7 @@ def main() -> int:
               "test_images": len(test), "targets": {}}
     for target_name, target in targets.items():
         backend = backend_of(target)
-        table, source = ensure_table(MODEL, target, tables_dir())
+        table, source = ensure_table(spec, target, tables_dir())
         # Calibrated once per target, against the tighter budget's configurations (compress does it per run).
         raw_uncompressed_ms = SearchSpace(table, target.precisions).uncompressed_ms
         tightest = min(budgets.values(), key=lambda b: b.ms_against(raw_uncompressed_ms))

@@ -22,7 +22,7 @@ import numpy as np
 from rich.console import Console
 
 from hirelc_deploy.artifacts.artifact import deviation, torch_outputs
-from hirelc_deploy.artifacts.trt_onnx import write_trt_onnx
+from hirelc_deploy.artifacts.trt_onnx import block_precisions, write_trt_onnx
 from hirelc_deploy.models import get_model_spec
 from hirelc_deploy.pipeline import DataConfig, load_model, prepare_data, static_batches
 from hirelc_deploy.runs import atomic_write_json, atomic_write_text
@@ -46,12 +46,15 @@ def bench_model(name: str, images: int, batch: int) -> dict:
     labels = np.concatenate([y.numpy() for _, y in data.heldout.batches(batch, data.normalize, data.size,
                                                                          drop_last=True)])[: images]
     reference = torch_outputs(model, check)
+    blocks = spec.blocks()
+    full_widths = [b.full_width for b in blocks]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for label, precisions in _patterns(len(spec.blocks())).items():
+        for label, precisions in _patterns(len(blocks)).items():
             path = Path(tmp) / "m.onnx"
             start = time.perf_counter()
-            write_trt_onnx(model, precisions, (batch, *spec.input_shape), calibration, path)
+            expected = block_precisions(blocks, full_widths, precisions)
+            write_trt_onnx(model, expected, (batch, *spec.input_shape), calibration, path)
             export_s = time.perf_counter() - start
             final = reference_outputs(path, check, basic_only=True)
             row = {"pattern": label, "export_s": export_s, **deviation(final, reference),

@@ -46,7 +46,7 @@ def sparsify(model: nn.Module, blocks: Sequence[str]) -> list[str]:
     ``layer1.0``); returns the names of the convolutions masked. Call ``make_permanent`` before export."""
     masked = []
     for name, module in model.named_modules():
-        if eligible(module) and any(name.startswith(f"{block}.") for block in blocks):
+        if eligible(module) and any(name == block or name.startswith(f"{block}.") for block in blocks):
             prune.custom_from_mask(module, "weight", two_four_mask(module.weight))
             masked.append(name)
     return masked

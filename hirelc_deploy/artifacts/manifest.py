@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from ..records import Record
+from ..records import ModelRef, Record
 from ..runs import sha256
 
 SCHEMA_VERSION = 1
@@ -32,6 +33,7 @@ class Manifest(Record):
     backend: str = "onnxruntime"  # what the artifact is built for: onnxruntime or tensorrt
     engine: dict = field(default_factory=dict)  # tensorrt: whether the engine was built (or why not) and how
     created: str = ""
+    model_ref: dict = field(default_factory=dict)  # ModelRef: how to build the model again (factory, input)
     schema_version: int = SCHEMA_VERSION
 
     def write(self, directory: Path) -> Path:
@@ -48,6 +50,14 @@ class Manifest(Record):
             elif path.stat().st_size != info["bytes"] or sha256(path) != info["sha256"]:
                 problems.append(f"{name}: checksum mismatch")
         return problems
+
+
+def model_ref_of(spec) -> dict:
+    """The manifest's record of a ``ModelSpec``: its reference with the input shape and normalisation it
+    resolved to (``hirelc bench`` reads the normalisation from here, without running a user's code)."""
+    ref = spec.ref or ModelRef(spec.name)
+    return dataclasses.asdict(dataclasses.replace(ref, input_shape=list(spec.input_shape), mean=list(spec.mean),
+                                                  std=list(spec.std)))
 
 
 def file_entry(path: Path) -> dict:

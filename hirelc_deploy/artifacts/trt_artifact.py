@@ -20,7 +20,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from ..apply.sparsity import follows_2_4
-from ..models.blocks import describe_blocks
+from ..models import ModelSpec
 from ..models.naming import onnx_scope
 from ..policy import Policy
 from ..precision import Precision
@@ -34,9 +34,9 @@ from ..runtime.tensorrt import (
     unchecked_blocks,
 )
 from .artifact import BASELINE_NAME, MODEL_NAME, ExportCheckError, check_fp32, deviation, torch_outputs
-from .manifest import Manifest, file_entry
+from .manifest import Manifest, file_entry, model_ref_of
 from .qdq_check import placement_problems
-from .trt_onnx import QUANTIZED, write_trt_onnx
+from .trt_onnx import QUANTIZED, block_precisions, write_trt_onnx
 
 ENGINE_NAME = "model.engine"
 BASELINE_ENGINE_NAME = "baseline_fp32.engine"
@@ -80,9 +80,10 @@ def _build_engines(out_dir: Path, expected: dict[str, str], sparse: bool) -> dic
             "unchecked_blocks": unchecked_blocks(layers, expected)}
 
 
-def write_trt_artifact(model: nn.Module, teacher: nn.Module, policy: Policy, input_shape: Sequence[int],
-                       calibration: Sequence[np.ndarray], check_batches: Sequence[np.ndarray], out_dir: Path,
-                       table_fingerprint: dict, finetune: dict, sparse_layers: Sequence[str] = ()) -> Manifest:
+def write_trt_artifact(model: nn.Module, teacher: nn.Module, spec: ModelSpec, policy: Policy,
+                       input_shape: Sequence[int], calibration: Sequence[np.ndarray],
+                       check_batches: Sequence[np.ndarray], out_dir: Path, table_fingerprint: dict, finetune: dict,
+                       sparse_layers: Sequence[str] = ()) -> Manifest:
     """Export ``model`` (pruned, fine-tuned, 2:4 masks made permanent) for TensorRT into ``out_dir``.
 
     Writes ``model.onnx`` (each block in the policy's precision), ``baseline_fp32.onnx`` (the uncompressed
@@ -94,22 +95,24 @@ def write_trt_artifact(model: nn.Module, teacher: nn.Module, policy: Policy, inp
     out_dir.mkdir(parents=True, exist_ok=True)
     shape = tuple(input_shape)
     reference = torch_outputs(model, check_batches)
+    blocks = spec.blocks()
+    expected = block_precisions(blocks, policy.widths, policy.precisions)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
-        write_trt_onnx(model, [Precision.FP32] * len(policy.blocks), shape, (), fp32)
+        write_trt_onnx(model, dict.fromkeys(expected, Precision.FP32), shape, (), fp32)
         fp32_check = check_fp32(reference_outputs(fp32, check_batches, basic_only=True), reference, out_dir)
-    expected = write_trt_onnx(model, policy.precisions, shape, calibration, out_dir / MODEL_NAME)
-    write_trt_onnx(teacher, [Precision.FP32] * len(policy.blocks), shape, (), out_dir / BASELINE_NAME)
+    write_trt_onnx(model, expected, shape, calibration, out_dir / MODEL_NAME)
+    write_trt_onnx(teacher, {b.onnx_prefix: Precision.FP32 for b in blocks}, shape, (), out_dir / BASELINE_NAME)
     graph = onnx.load(str(out_dir / MODEL_NAME))
     problems = placement_problems(graph, expected) + _sparsity_problems(graph.graph, sparse_layers)
     if problems:
         raise ExportCheckError(f"{out_dir / MODEL_NAME}: " + "; ".join(problems))
     final = reference_outputs(out_dir / MODEL_NAME, check_batches, basic_only=True)
-    names = {b.onnx_prefix: b.name for b in describe_blocks(model)}
+    names = {b.onnx_prefix: b.name for b in blocks}
     engine = _build_engines(out_dir, expected, bool(sparse_layers))
     files = [MODEL_NAME, BASELINE_NAME] + ([ENGINE_NAME, BASELINE_ENGINE_NAME] if engine["built"] else [])
     manifest = Manifest(
-        model=policy.model, target=policy.target, policy=policy.to_dict(),
+        model=policy.model, model_ref=model_ref_of(spec), target=policy.target, policy=policy.to_dict(),
         predicted_latency_ms=policy.predicted_latency_ms, latency_kind=policy.latency_kind,
         table_fingerprint=table_fingerprint, files={name: file_entry(out_dir / name) for name in files},
         quantized_blocks={names[p]: [q] for p, q in expected.items() if q in QUANTIZED},

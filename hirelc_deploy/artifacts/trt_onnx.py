@@ -31,7 +31,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
 from torch import nn
 
-from ..models import describe_blocks
+from ..models import BlockInfo
 from ..models.naming import BlockMapper
 from ..precision import Precision
 from ..runs import atomic_write_bytes
@@ -46,19 +46,20 @@ QUANTIZED = {Precision.INT8: (TensorProto.INT8, np.int8, 127.0),
 _MIN_RANGE = 1e-8
 
 
-def block_precisions(model: nn.Module, precisions: Sequence[str]) -> dict[str, str]:
+def block_precisions(blocks: Sequence[BlockInfo], widths: Sequence[int], precisions: Sequence[str]
+                     ) -> dict[str, str]:
     """Block ONNX prefix -> precision, for the blocks that still compute (a removed block has no kernels)."""
-    return {b.onnx_prefix: p for b, p in zip(describe_blocks(model), precisions) if b.inner_width > 0}
+    return {b.onnx_prefix: p for b, w, p in zip(blocks, widths, precisions) if w > 0}
 
 
-def write_trt_onnx(model: nn.Module, precisions: Sequence[str], input_shape: Sequence[int],
+def write_trt_onnx(model: nn.Module, expected: dict[str, str], input_shape: Sequence[int],
                    calibration: Iterable[np.ndarray], path: Path) -> dict[str, str]:
     """Export ``model`` for TensorRT with each block in its precision (fp32, fp16, int8, fp8) to ``path``.
 
+    ``expected`` maps the prefix of every block that computes to its precision (``block_precisions``);
     ``calibration`` yields input batches (real training images for accuracy; any data for latency work).
-    Returns the block prefix -> precision map that the engine check compares TensorRT's layers with.
+    Returns ``expected``: the map the engine check compares TensorRT's layers with.
     """
-    expected = block_precisions(model, precisions)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(model, tuple(input_shape), Path(tmp) / "fp32.onnx", opset=TRT_OPSET)
         graph = unshare_initializers(fold_identities(onnx.load(str(fp32))))
@@ -119,7 +120,7 @@ def _shortcut_input(add: onnx.NodeProto, producers: dict[str, onnx.NodeProto], p
     def main_branch(name: str) -> bool:
         conv = producers.get(name)
         source = producers.get(conv.input[0]) if conv is not None and conv.op_type == "Conv" else None
-        return source is not None and source.name.startswith(prefix)
+        return source is not None and any(source.name.startswith(scope) for scope in prefix.split("|"))
 
     return 0 if main_branch(add.input[1]) else 1
 

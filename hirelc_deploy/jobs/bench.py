@@ -42,7 +42,14 @@ def bench(artifact: Path, target: str | Target, *, data: Path | None = None, bas
 def normalization_of(artifact: Path) -> Normalize:
     """The input normalisation of the model named by the manifest beside ``artifact`` (ImageNet's without one)."""
     try:
-        spec = get_model_spec(load_manifest(Path(artifact).parent).model)
+        manifest = load_manifest(Path(artifact).parent)
+    except HirelcError:
+        return DEFAULT_NORMALIZE
+    ref = manifest.model_ref
+    if ref.get("mean") and ref.get("std"):
+        return Normalize(tuple(ref["mean"]), tuple(ref["std"]))
+    try:
+        spec = get_model_spec(manifest.model)
     except HirelcError:
         return DEFAULT_NORMALIZE
     return Normalize(spec.mean, spec.std)

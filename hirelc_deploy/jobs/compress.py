@@ -33,14 +33,14 @@ from ..errors import InputError
 from ..artifacts import load_manifest
 from ..latency.calibrate import Calibration, fit
 from ..latency.table import LatencyTable, load_table
-from ..models import get_model_spec
+from ..models.registry import absolute_reference, resolve_model
 from ..models.checkpoints import resolve_weights
 from ..pipeline import DataConfig, PreparedData, check_dataset, export_policy, load_model, prepare_data, sensitivity_of
 from ..policy import Policy
 from ..precision import Precision
 from ..progress import Reporter, SilentReporter
 from ..records import (Baseline, BenchResult, Candidate, CompressConfig, CompressRunConfig, CompressSummary,
-                       FinalLatency, Finalist, Finalists, Status, annotated_fields, conform)
+                       FinalLatency, Finalist, Finalists, ModelRef, Status, annotated_fields, conform)
 from ..report import write_report
 from ..resumption import check_same_run, evaluation_cache, read_candidates, resumed_config
 from ..runs import (BENCH_STAGE, CALIBRATION_STAGE, EXPORT_STAGE, FINALISTS_STAGE, SEARCH_STAGE, SENSITIVITY_STAGE,
@@ -69,17 +69,23 @@ class CompressResult:
     report: Path
 
 
-def compress(model: str, weights: str | Path, data: str | Path, target: str | Path, latency_budget: str, *,
-             run_dir: Path | None = None, reporter: Reporter | None = None, **options) -> CompressResult:
+def compress(model: str | ModelRef, weights: str | Path, data: str | Path, target: str | Path,
+             latency_budget: str, *, run_dir: Path | None = None, reporter: Reporter | None = None,
+             **options) -> CompressResult:
     """Compress a trained model for a latency budget: search, apply for real, fine-tune, export, re-measure.
 
-    ``options`` are the other fields of ``CompressConfig`` (strategy, evals, finetune_epochs, finetune_images,
-    heldout_images, test_per_class, finalists, seed, table), with the CLI's defaults. The run directory
-    (default ``runs/STAMP-compress-MODEL-TARGET``) gets every record and ``report.html``.
+    ``model`` is a zoo name or a ``ModelRef`` to a factory (``file.py:factory`` with its arguments, input shape
+    and normalisation). ``options`` are the other fields of ``CompressConfig`` (strategy, evals, finetune_epochs,
+    finetune_images, heldout_images, test_per_class, finalists, seed, table), with the CLI's defaults. The run
+    directory (default ``runs/STAMP-compress-MODEL-TARGET``) gets every record and ``report.html``.
     """
-    config = CompressConfig(**_paths_absolute({"model": model, "weights": weights, "data": data, "target": target,
+    ref = model if isinstance(model, ModelRef) else ModelRef(str(model))
+    fields = {"model": ref.model, "model_args": dict(ref.args), "input_shape": ref.input_shape,
+              "mean": ref.mean, "std": ref.std}
+    config = CompressConfig(**_paths_absolute({**fields, "weights": weights, "data": data, "target": target,
                                                "latency_budget": latency_budget, **options}))
-    return run_compress(config, run_dir or default_run_dir("compress", model, Path(str(target)).stem), reporter)
+    spec = resolve_model(config.model_ref)
+    return run_compress(config, run_dir or default_run_dir("compress", spec.key, Path(str(target)).stem), reporter)
 
 
 def resume(run_dir: Path, reporter: Reporter | None = None, **given) -> CompressResult:
@@ -98,14 +104,17 @@ def _paths_absolute(values: dict) -> dict:
     def absolute(value):
         return str(Path(value).resolve()) if Path(value).exists() else str(value)
 
-    return {k: absolute(v) if k in PATH_FIELDS and v is not None else v for k, v in values.items()}
+    made = {k: absolute(v) if k in PATH_FIELDS and v is not None else v for k, v in values.items()}
+    if made.get("model"):
+        made["model"] = absolute_reference(str(made["model"]))
+    return made
 
 
 def check_config(config: CompressConfig) -> Budget:
     """Flag errors in ``config`` before any work starts; returns its budget, parsed (the only parse of a run)."""
     for field, hint in annotated_fields(CompressConfig):
         conform(getattr(config, field.name), hint, "--" + field.name.replace("_", "-"))
-    get_model_spec(config.model)
+    resolve_model(config.model_ref)
     get_strategy(config.strategy)
     budget = parse_budget(config.latency_budget)
     for flag, value, low in (("--evals", config.evals, 1), ("--finalists", config.finalists, 1),
@@ -269,7 +278,7 @@ class _CompressJob:
     def __init__(self, config: CompressConfig, run: RunDirectory, reporter: Reporter, resume: bool):
         self.config, self.run, self.reporter, self.resume = config, run, reporter, resume
         self.budget = check_config(config)
-        self.spec, self.target = get_model_spec(config.model), load_target(config.target)
+        self.spec, self.target = resolve_model(config.model_ref), load_target(config.target)
         self.backend = backend_of(self.target)
         self.weights = resolve_weights(config.weights, cache_dir())
         self.teacher = load_model(self.spec, self.weights)
@@ -281,7 +290,7 @@ class _CompressJob:
         else:
             reporter.phase(TABLE_STAGE.name)
             self.table, self.table_source = ensure_table(
-                config.model, self.target, tables_dir(), Path(config.table) if config.table else None,
+                self.spec, self.target, tables_dir(), Path(config.table) if config.table else None,
                 progress=lambda *_: reporter.advance())
         # A fraction the table cannot meet is refused before anything is measured; an absolute budget waits for
         # the uncompressed model to be timed (the machine may run faster or slower than when it was profiled).
@@ -373,7 +382,8 @@ class _CompressJob:
         return space, resolved
 
     def search(self, space: SearchSpace, sensitivity: Sensitivity, resolved: ResolvedBudget) -> SearchOutcome:
-        evaluator = Evaluator(self.teacher, self.spec.input_shape, EvalData.from_prepared(self.data), sensitivity)
+        evaluator = Evaluator(self.teacher, self.spec.blocks(), self.spec.input_shape,
+                              EvalData.from_prepared(self.data), sensitivity)
         self.stages.start(SEARCH_STAGE, self.config.evals, self.config.strategy)
         return checkpointed_search(self.config, self.run, space, sensitivity, evaluator, resolved.table_ms,
                                    self.reporter)
@@ -456,7 +466,7 @@ class _CompressJob:
             text = verdict(ratio, f"{self.table.kind} table; not measured: {result.not_measured}")
             speedup = resolved.uncompressed_ms / predicted_ms
         return CompressSummary(
-            model=self.config.model, target=self.config.target, strategy=self.config.strategy,
+            model=self.spec.name, target=self.config.target, strategy=self.config.strategy,
             backend=self.target.backend, latency_kind="measured" if latency else "predicted",
             table_kind=self.table.kind, table=self.table_source, budget=self.budget.text, budget_ms=budget_ms,
             budget_ratio=ratio, meets_budget=ratio <= 1.0, verdict=text, table_drift=resolved.drift,

@@ -13,7 +13,8 @@ from ..apply import DistillConfig
 from ..errors import InputError
 from ..artifacts.manifest import Manifest
 from ..latency.table import default_table_path, load_table
-from ..models import get_model_spec
+from ..models import ModelSpec, as_spec
+from ..records import ModelRef
 from ..pipeline import (
     DataConfig,
     check_policy,
@@ -32,7 +33,7 @@ from ..targets import Target, current_fingerprint, load_target
 CRITERIA = ("fisher", "l1")
 
 
-def export(model: str, weights: Path, data: Path, target: str | Target, policy: Path | Policy, out: Path, *,
+def export(model: str | ModelRef, weights: Path, data: Path, target: str | Target, policy: Path | Policy, out: Path, *,
            finetune_epochs: float = 1.0, finetune_images: int = 10_000, lr: float = 0.01, criterion: str = "fisher",
            table: Path | None = None, sparse_2_4: str | Sequence[str] | None = None, seed: int = 0,
            reporter: Reporter | None = None) -> Manifest:
@@ -47,13 +48,13 @@ def export(model: str, weights: Path, data: Path, target: str | Target, policy: 
     reporter = reporter or SilentReporter()
     if criterion not in CRITERIA:
         raise InputError(f"--criterion: expected fisher or l1, got '{criterion}'")
-    spec = get_model_spec(model)
+    spec = as_spec(model)
     tgt = target if isinstance(target, Target) else load_target(target)
     plan = policy if isinstance(policy, Policy) else load_policy(policy)
     check_policy(spec, plan, tgt)
     sparse_blocks = _sparse_blocks(sparse_2_4, plan)
     check_sparse_blocks(spec, plan, tgt, sparse_blocks)
-    fingerprint = _table_fingerprint(table, model, tgt)
+    fingerprint = _table_fingerprint(table, spec, tgt)
     torch.manual_seed(seed)
     np.random.seed(seed)
     teacher = load_model(spec, weights)
@@ -86,9 +87,9 @@ def _sparse_blocks(blocks: str | Sequence[str] | None, policy: Policy) -> list[s
     return [name.strip() for name in blocks if name.strip()]
 
 
-def _table_fingerprint(table: Path | None, model: str, target: Target) -> dict:
+def _table_fingerprint(table: Path | None, spec: ModelSpec, target: Target) -> dict:
     """Fingerprint of the table behind a policy (checked against this device), {} when there is none."""
-    path = table or default_table_path(tables_dir(), model, target.name)
+    path = table or default_table_path(tables_dir(), spec.key, target.name)
     if table is None and not Path(path).exists():
         return {}
     loaded = load_table(path)

@@ -19,9 +19,9 @@ from ..latency.profile import Progress, measured_table, profile_steps
 from ..latency.roofline import predict_table
 from ..latency.table import LatencyTable, default_table_path, load_table
 from ..latency.validate import ValidationReport, validate, validate_steps
-from ..models import get_model_spec
+from ..models import ModelSpec, as_spec
 from ..progress import Reporter, SilentReporter, steps_of
-from ..records import ProfileRunConfig
+from ..records import ModelRef, ProfileRunConfig
 from ..report import write_report
 from ..runs import RunDirectory, RunFiles, default_run_dir
 from ..settings import tables_dir
@@ -39,38 +39,40 @@ class ProfileResult:
     validation: ValidationReport | None = None
 
 
-def profile(model: str, target: str | Target, *, out: Path | None = None, validate_count: int = 0,
+def profile(model: str | ModelRef, target: str | Target, *, out: Path | None = None, validate_count: int = 0,
             table: Path | None = None, fractions: Sequence[float] | None = None, seed: int = 0, force: bool = False,
             predict: bool = False, run_dir: Path | None = None, reporter: Reporter | None = None) -> ProfileResult:
-    """Measure ``model``'s block latency table on ``target`` (this machine must be its device) and store it in
-    the tables directory (or ``out``); with ``validate_count`` also export that many random configurations (and
-    two fixed ones) and compare predicted with measured latency. ``table`` validates an existing table instead of
+    """Measure the block latency table of ``model`` (a zoo name, or a ``ModelRef`` to a factory) on ``target``
+    (this machine must be its device) and store it in the tables directory (or ``out``); with
+    ``validate_count`` also export that many random configurations (and two fixed ones) and compare predicted
+    with measured latency. ``table`` validates an existing table instead of
     measuring one; ``predict`` builds a roofline table (labelled predicted; never replaces a measured one).
     Every run writes ``run_dir`` (default ``runs/STAMP-profile-MODEL-TARGET``) with its report."""
     reporter = reporter or SilentReporter()
-    get_model_spec(model)
+    spec = as_spec(model)
     tgt = target if isinstance(target, Target) else load_target(target)
-    run = RunDirectory(run_dir or default_run_dir("profile", model, tgt.name), create=False)
+    run = RunDirectory(run_dir or default_run_dir("profile", spec.key, tgt.name), create=False)
     if run.has(RunFiles.CONFIG):
         raise InputError(f"--run-dir {run.root}: holds a run already; choose another directory")
     if predict:
         if validate_count or table or fractions:
             raise InputError("--predict: cannot be combined with --validate, --table or --fractions (nothing is "
                              "measured)")
-        return _predicted(model, tgt, out, run)
+        return _predicted(spec, tgt, out, run)
     reason = backend_of(tgt).unavailable()
     if reason:
         raise InputError(f"--target {tgt.name}: cannot measure on this machine: {reason}; --predict builds a "
                          "roofline table (labelled predicted) instead")
-    given = _given_table(table, model, tgt, force) if table else None
+    given = _given_table(table, spec, tgt, force) if table else None
     run.create()
-    ProfileRunConfig(model=model, target=tgt.name, target_file=tgt.path, fingerprint=current_fingerprint(tgt).to_dict(),
+    ProfileRunConfig(model=spec.name, model_ref=spec.ref, target=tgt.name, target_file=tgt.path,
+                     fingerprint=current_fingerprint(tgt).to_dict(),
                      fractions=list(fractions) if fractions else None, validate=validate_count, seed=seed,
                      table=str(table) if table else None).save(run.path(RunFiles.CONFIG))
     if given is None:
-        reporter.phase(f"profiling {model} on {tgt.name}", profile_steps(model, tgt, fractions))
-        measured = measure_table(model, tgt, steps_of(reporter), fractions)
-        destination = out or default_table_path(tables_dir(), model, tgt.name)
+        reporter.phase(f"profiling {spec.name} on {tgt.name}", profile_steps(spec, tgt, fractions))
+        measured = measure_table(spec, tgt, steps_of(reporter), fractions)
+        destination = out or default_table_path(tables_dir(), spec.key, tgt.name)
         measured.save(destination)
         reporter.note(f"table written to {destination}")
     else:
@@ -79,56 +81,60 @@ def profile(model: str, target: str | Target, *, out: Path | None = None, valida
     report = None
     if validate_count:
         reporter.phase(f"validating {validate_count + 2} configurations", validate_steps(tgt, validate_count))
-        report = validate(measured, tgt, validate_count, seed, steps_of(reporter))
+        report = validate(measured, spec, tgt, validate_count, seed, steps_of(reporter))
         report.save(run.path(RunFiles.VALIDATION))
     return ProfileResult(measured, destination, run.root, write_report(run.root), report)
 
 
-def _given_table(path: Path, model: str, target: Target, force: bool) -> LatencyTable:
+def _given_table(path: Path, spec: ModelSpec, target: Target, force: bool) -> LatencyTable:
     table = load_table(path)
     table.check_device(current_fingerprint(target), force=force, source=str(path))
-    if table.model != model:
-        raise InputError(f"--table: {path} is for model {table.model}, not {model}")
+    if table.model != spec.name:
+        raise InputError(f"--table: {path} is for model {table.model}, not {spec.name}")
     return table
 
 
-def _predicted(model: str, target: Target, out: Path | None, run: RunDirectory) -> ProfileResult:
+def _predicted(spec: ModelSpec, target: Target, out: Path | None, run: RunDirectory) -> ProfileResult:
     """A roofline table, stored unless a measured table is there already."""
-    destination = out or default_table_path(tables_dir(), model, target.name)
+    destination = out or default_table_path(tables_dir(), spec.key, target.name)
     if destination.exists() and load_table(destination).kind == "measured":
         raise InputError(f"--predict: {destination} holds a measured table, which a prediction never replaces "
                          "(give --out to write the prediction elsewhere)")
-    table = predict_table(model, target)
+    table = predict_table(spec, target)
     run.create()
-    ProfileRunConfig(model=model, target=target.name, target_file=target.path, fingerprint=table.fingerprint,
+    ProfileRunConfig(model=spec.name, model_ref=spec.ref, target=target.name, target_file=target.path,
+                     fingerprint=table.fingerprint,
                      predict=True).save(run.path(RunFiles.CONFIG))
     table.save(destination)
     table.save(run.path(RunFiles.TABLE))
     return ProfileResult(table, destination, run.root, write_report(run.root))
 
 
-def stale_reason(table: LatencyTable, model: str, target: Target) -> str | None:
-    """Why ``table`` cannot stand for ``model`` on ``target`` on this machine (None when it can)."""
-    if table.model != model or table.target != target.name:
+def stale_reason(table: LatencyTable, spec: ModelSpec, target: Target) -> str | None:
+    """Why ``table`` cannot stand for the model on ``target`` on this machine (None when it can)."""
+    if table.model != spec.name or table.target != target.name:
         return f"it is for {table.model} on {table.target}"
     if table.kind != "measured":
         return f"it is {table.kind}, not measured (run `hirelc profile` on the device)"
     diffs = table.fingerprint_differences(current_fingerprint(target))
     if diffs:
         return f"it was measured on another device ({'; '.join(diffs)})"
-    return _grid_reason(table, model, target)
+    return _grid_reason(table, spec, target)
 
 
-def _grid_reason(table: LatencyTable, model: str, target: Target) -> str | None:
-    if table.model != model or table.target != target.name:
+def _grid_reason(table: LatencyTable, spec: ModelSpec, target: Target) -> str | None:
+    if table.model != spec.name or table.target != target.name:
         return f"it is for {table.model} on {table.target}"
-    grid = target.width_grid(get_model_spec(model).blocks())
-    if [list(b.widths) for b in table.blocks] != grid or not set(target.precisions) <= set(table.precisions):
+    blocks = spec.blocks()
+    if [b.name for b in table.blocks] != [b.name for b in blocks]:
+        return "its blocks are not the model's (the model changed since it was measured)"
+    if ([list(b.widths) for b in table.blocks] != target.width_grid(blocks)
+            or not set(target.precisions) <= set(table.precisions)):
         return "its widths or precisions differ from the target's grid"
     return None
 
 
-def ensure_table(model: str, target: Target, tables: Path, path: Path | None = None,
+def ensure_table(spec: ModelSpec, target: Target, tables: Path, path: Path | None = None,
                  progress: Progress | None = None) -> tuple[LatencyTable, str]:
     """(table, how it was obtained). A given ``path`` must fit this device and grid; otherwise the stored
     table in ``tables`` is reused when it fits and re-measured (and stored) when it does not.
@@ -142,29 +148,29 @@ def ensure_table(model: str, target: Target, tables: Path, path: Path | None = N
     unfit = _grid_reason if planning else stale_reason
     if path is not None:
         table = load_table(path)
-        reason = unfit(table, model, target)
+        reason = unfit(table, spec, target)
         if reason:
             raise TableError(f"--table {path}: cannot be used here: {reason}")
         return table, f"given ({path})" + (f", {table.kind}" if planning else "")
-    stored = default_table_path(tables, model, target.name)
+    stored = default_table_path(tables, spec.key, target.name)
     if stored.exists():
         table = load_table(stored)
-        reason = unfit(table, model, target)
+        reason = unfit(table, spec, target)
         if reason is None:
             return table, f"reused ({stored})" + (f", {table.kind}" if planning else "")
         how = f"re-measured: the stored table could not be used because {reason}"
     else:
         how = "measured (no stored table)"
     if planning:
-        return predict_table(model, target), f"predicted by the roofline model ({cannot_measure})"
-    table = measure_table(model, target, progress)
+        return predict_table(spec, target), f"predicted by the roofline model ({cannot_measure})"
+    table = measure_table(spec, target, progress)
     table.save(stored)
     return table, f"{how}; saved to {stored}"
 
 
-def measure_table(model: str, target: Target, progress: Progress | None = None,
+def measure_table(spec: ModelSpec, target: Target, progress: Progress | None = None,
                   fractions: Sequence[float] | None = None) -> LatencyTable:
-    """Profile ``model`` on this machine with the target's backend."""
+    """Profile the model on this machine with the target's backend."""
     backend = backend_of(target)
-    return measured_table(model, target, backend.measure_configs, current_fingerprint(target), fractions, progress,
+    return measured_table(spec, target, backend.measure_configs, current_fingerprint(target), fractions, progress,
                           backend.profile_method())

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
-from ..models import get_model_spec
+from ..models import ModelSpec
 from ..precision import REFERENCE
 from ..targets.fingerprint import Fingerprint
 from ..targets.target import Target
@@ -44,9 +44,9 @@ class Measured(NamedTuple):
 Measure = Callable[..., Measured]
 
 
-def model_input_shape(model: str, target: Target) -> tuple[int, ...]:
+def model_input_shape(spec: ModelSpec, target: Target) -> tuple[int, ...]:
     """Input shape (batch first) a target feeds a model with."""
-    return (target.batch_size, *(target.input_shape or get_model_spec(model).input_shape))
+    return (target.batch_size, *(target.input_shape or spec.input_shape))
 
 
 def _pairs_pattern(n: int, phase: int, low: str) -> tuple[str, ...]:
@@ -54,7 +54,7 @@ def _pairs_pattern(n: int, phase: int, low: str) -> tuple[str, ...]:
     return tuple(low if ((i + phase) // 2) % 2 == 0 else REFERENCE for i in range(n))
 
 
-def profiling_configs(model: str, target: Target, fractions: Sequence[float] | None = None
+def profiling_configs(spec: ModelSpec, target: Target, fractions: Sequence[float] | None = None
                       ) -> tuple[list[Config], list[Config], list[Config]]:
     """Uniform networks (every width level at every precision), mixed-precision ones (full width), and
     strictly alternating ones (full width, timed end to end only).
@@ -65,7 +65,7 @@ def profiling_configs(model: str, target: Target, fractions: Sequence[float] | N
     under-predicts runs of 2-3 blocks by 3-4%); the alternating networks then measure how much cheaper an
     isolated block's conversions are (see ``LatencyTable.isolated_block_factor``).
     """
-    blocks = get_model_spec(model).blocks()
+    blocks = spec.blocks()
     grid = target.width_grid(blocks)
     uniform = []
     for fraction in sorted(set(fractions or target.width_fractions) | {1.0}):
@@ -79,23 +79,22 @@ def profiling_configs(model: str, target: Target, fractions: Sequence[float] | N
     return list(dict.fromkeys(uniform)), list(dict.fromkeys(mixed)), list(dict.fromkeys(isolated))
 
 
-def profile_steps(model: str, target: Target, fractions: Sequence[float] | None = None) -> int:
+def profile_steps(spec: ModelSpec, target: Target, fractions: Sequence[float] | None = None) -> int:
     """Number of progress units ``profile`` reports (for progress bars)."""
-    uniform, mixed, isolated = profiling_configs(model, target, fractions)
+    uniform, mixed, isolated = profiling_configs(spec, target, fractions)
     profiled = len(uniform) + len(mixed)
     n = profiled + len(isolated)
     return n + profiled + target.measure.bursts * (n + 1)
 
 
-def measured_table(model: str, target: Target, measure: Measure, fingerprint: Fingerprint,
+def measured_table(spec: ModelSpec, target: Target, measure: Measure, fingerprint: Fingerprint,
                    fractions: Sequence[float] | None = None, progress: Progress | None = None,
                    method: dict | None = None) -> LatencyTable:
     """The table from ``profiling_configs`` measured by ``measure`` (a backend's ``measure_configs``) on the
     device ``fingerprint`` names, attributed to blocks; ``method`` adds what the backend records about how it
     measured."""
-    spec = get_model_spec(model)
     blocks = spec.blocks()
-    uniform, mixed, isolated = profiling_configs(model, target, fractions)
+    uniform, mixed, isolated = profiling_configs(spec, target, fractions)
     profiled = len(uniform) + len(mixed)
     with tempfile.TemporaryDirectory() as tmp:
         timings, observations, overhead = measure(spec, target, uniform + mixed + isolated, Path(tmp),
@@ -105,11 +104,11 @@ def measured_table(model: str, target: Target, measure: Measure, fingerprint: Fi
         [b.name for b in blocks], [b.full_width for b in blocks],
     )
     table = LatencyTable(
-        model=model,
+        model=spec.name,
         target=target.name,
         kind="measured",
         fingerprint=fingerprint.to_dict(),
-        input_shape=list(model_input_shape(model, target)),
+        input_shape=list(model_input_shape(spec, target)),
         fixed_ms=fixed,
         blocks=block_tables,
         transitions_ms=transitions,

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..errors import TargetError
-from ..models import CompressibleBlock, get_model_spec
+from ..models import BlockInfo, ModelSpec
 from ..precision import Precision
 from ..targets import Target
 from .profile import model_input_shape
@@ -40,14 +40,15 @@ class Kernel:
     elements: int  # input activations + weights + output activations (+ the shortcut a fused add reads)
 
 
-def _kernels(model: nn.Module, input_shape: Sequence[int]) -> tuple[list[list[Kernel]], list[Kernel], list[int]]:
+def _kernels(model: nn.Module, infos: Sequence[BlockInfo], widths: Sequence[int], input_shape: Sequence[int]
+             ) -> tuple[list[list[Kernel]], list[Kernel], list[int]]:
     """Kernels per block, kernels outside blocks (stem, head), and the element count of each block's input
     (block 0's input, ..., and the head's input last): the tensors precision changes reformat."""
-    blocks = [m for m in model.modules() if isinstance(m, CompressibleBlock)]
-    owner = {id(sub): i for i, block in enumerate(blocks) for sub in block.modules()}
-    per_block: list[list[Kernel]] = [[] for _ in blocks]
+    members = [[model.get_submodule(m) for m in info.modules] for info in infos]
+    owner = {id(sub): i for i, modules in enumerate(members) for module in modules for sub in module.modules()}
+    per_block: list[list[Kernel]] = [[] for _ in infos]
     outside: list[Kernel] = []
-    boundaries: list[int] = [0] * (len(blocks) + 1)
+    boundaries: list[int] = [0] * (len(infos) + 1)
 
     def on_layer(module, inputs, output):
         x = inputs[0]
@@ -60,14 +61,19 @@ def _kernels(model: nn.Module, input_shape: Sequence[int]) -> tuple[list[list[Ke
         index = owner.get(id(module))
         (outside if index is None else per_block[index]).append(kernel)
 
-    def on_block(index):
+    def on_input(index):
         def hook(module, inputs, output):
             boundaries[index] = int(inputs[0].numel())
+        return hook
+
+    def on_output(index):
+        def hook(module, inputs, output):
             boundaries[index + 1] = int(output.numel())
         return hook
 
     handles = [m.register_forward_hook(on_layer) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    handles += [b.register_forward_hook(on_block(i)) for i, b in enumerate(blocks)]
+    handles += [modules[0].register_forward_hook(on_input(i)) for i, modules in enumerate(members)]
+    handles += [modules[-1].register_forward_hook(on_output(i)) for i, modules in enumerate(members)]
     try:
         with torch.no_grad():
             model.eval()(torch.zeros(*input_shape))
@@ -75,7 +81,7 @@ def _kernels(model: nn.Module, input_shape: Sequence[int]) -> tuple[list[list[Ke
         for handle in handles:
             handle.remove()
     for index, kernels in enumerate(per_block):
-        if kernels and blocks[index].removable and not blocks[index].removed:
+        if kernels and infos[index].removable and widths[index] > 0:
             # The residual add is fused into the branch's last convolution, which then also reads the shortcut.
             last = kernels[-1]
             kernels[-1] = Kernel(last.macs, last.elements + boundaries[index + 1])
@@ -96,7 +102,7 @@ def reformat_ms(elements: int, source: str, destination: str, target: Target) ->
     return 1e3 * moved / (target.roofline.memory_bandwidth_gbs * 1e9) + target.roofline.launch_us * 1e-3
 
 
-def predict_table(model: str, target: Target) -> LatencyTable:
+def predict_table(spec: ModelSpec, target: Target) -> LatencyTable:
     """The roofline table of ``model`` on ``target`` over the target's width grid and precisions."""
     if target.roofline is None:
         raise TargetError(f"{target.path or target.name}: no [roofline] section (GPU peak throughput and memory "
@@ -104,9 +110,8 @@ def predict_table(model: str, target: Target) -> LatencyTable:
     missing = [p for p in target.precisions if p not in BYTES_PER_ELEMENT]
     if missing:
         raise TargetError(f"{target.path or target.name}: no roofline model for precision(s) {', '.join(missing)}")
-    spec = get_model_spec(model)
     infos = spec.blocks()
-    shape = model_input_shape(model, target)
+    shape = model_input_shape(spec, target)
     grids = target.width_grid(infos)
     latency = [{p: [] for p in target.precisions} for _ in infos]
     for level in range(max(len(g) for g in grids)):
@@ -114,7 +119,7 @@ def predict_table(model: str, target: Target) -> LatencyTable:
         # The last level is the full-width model, whose boundary tensors and stem/head kernels are kept (they do
         # not depend on inner widths).
         widths = [g[min(level, len(g) - 1)] for g in grids]
-        per_block, outside, boundaries = _kernels(spec.build(widths), shape)
+        per_block, outside, boundaries = _kernels(spec.build(widths), infos, widths, shape)
         for i, grid in enumerate(grids):
             if level < len(grid):
                 for p in target.precisions:
@@ -129,7 +134,7 @@ def predict_table(model: str, target: Target) -> LatencyTable:
                    for j, n in enumerate(boundaries)]
     roof = target.roofline
     return LatencyTable(
-        model=model, target=target.name, kind="predicted",
+        model=spec.name, target=target.name, kind="predicted",
         fingerprint={"predicted_for": roof.gpu, "runtime": target.backend, "batch_size": target.batch_size},
         input_shape=list(shape), fixed_ms=sum(kernel_ms(k, Precision.FP32, target) for k in outside),
         blocks=rows, transitions_ms=transitions,

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..models import get_model_spec
+from ..models import ModelSpec
 from ..precision import REFERENCE
 from ..records import Record
 from ..targets import backend_of
@@ -92,14 +92,14 @@ def validation_configs(table: LatencyTable, count: int, seed: int = 0) -> list[t
     return configs
 
 
-def validate(table: LatencyTable, target: Target, count: int, seed: int = 0, progress: Progress | None = None,
-             measure: Measure | None = None) -> ValidationReport:
+def validate(table: LatencyTable, spec: ModelSpec, target: Target, count: int, seed: int = 0,
+             progress: Progress | None = None, measure: Measure | None = None) -> ValidationReport:
     """Export each validation configuration for real, time them interleaved with ``measure`` (default: the
     target's backend's ``measure_configs``) and compare with the table."""
     measure = measure or backend_of(target).measure_configs
     configs = validation_configs(table, count, seed)
     with tempfile.TemporaryDirectory() as tmp:
-        timings = measure(get_model_spec(table.model), target, [c for _, c in configs], Path(tmp), progress).timings
+        timings = measure(spec, target, [c for _, c in configs], Path(tmp), progress).timings
     rows = [
         ValidationRow(label, list(c.widths), list(c.precisions), table.predict(c.widths, c.precisions),
                       t.median_ms, t.spread_ms)

@@ -1,16 +1,22 @@
-"""Built-in architectures, their blocks and safe checkpoint loading."""
+"""Models: the zoo and a user's factories, their units found by automatic block discovery, and safe checkpoint
+loading."""
 
-from .blocks import BlockInfo, CompressibleBlock, describe_blocks
 from .checkpoints import load_weights, read_state_dict
-from .registry import MODELS, ModelSpec, get_model_spec
+from .discovery import BlockInfo, Discovery, LeftAlone, UntraceableModel, discover
+from .registry import MODELS, as_spec, get_model_spec, resolve_model
+from .spec import ModelSpec
 
 __all__ = [
     "BlockInfo",
-    "CompressibleBlock",
+    "Discovery",
+    "LeftAlone",
     "MODELS",
     "ModelSpec",
-    "describe_blocks",
+    "UntraceableModel",
+    "as_spec",
+    "discover",
     "get_model_spec",
     "load_weights",
     "read_state_dict",
+    "resolve_model",
 ]

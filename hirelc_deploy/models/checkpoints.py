@@ -37,7 +37,8 @@ def _unpickling_problem(message: str) -> str:
         found = re.search(r"GLOBAL (\S+)", detail)
         what = found.group(1) if found else "a global"
         return (f"refused to load: it would call {what}, which a plain tensor checkpoint never does "
-                "(a pickle that executes code is never unpickled)")
+                "(a pickle that executes code is never unpickled; a whole model saved with torch.save(model) is "
+                "one): save the weights with torch.save(model.state_dict(), PATH) and pass that file")
     return f"corrupt or truncated checkpoint (not a readable tensor pickle: {detail})"
 
 

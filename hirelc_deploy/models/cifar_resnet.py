@@ -1,7 +1,8 @@
 """CIFAR ResNet-20/32/44/56 (He et al. 2016, option A shortcuts).
 
 Layer names match the widely used public checkpoints (conv1/bn1, layer{1,2,3}.N.{conv1,bn1,conv2,bn2}, linear),
-so their state dicts load after stripping the ``module.`` prefix.
+so their state dicts load after stripping the ``module.`` prefix. Plain modules: block discovery finds the
+blocks and their inner channels (``discovery.py``).
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from .blocks import TwoConvBlock, resolve_widths
 
 
 class PadShortcut(nn.Module):
@@ -24,26 +23,18 @@ class PadShortcut(nn.Module):
         return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad_channels, self.pad_channels))
 
 
-class CifarBasicBlock(TwoConvBlock):
-    kind = "basic"
-
-    def __init__(self, in_planes: int, planes: int, stride: int, inner: int):
-        super().__init__(in_planes, planes, inner or planes, planes, removable=True)
-        self.conv1 = nn.Conv2d(in_planes, self.inner_width, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(self.inner_width)
-        self.conv2 = nn.Conv2d(self.inner_width, planes, 3, 1, 1, bias=False)
+class CifarBasicBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut: nn.Module = nn.Sequential()
         if stride != 1 or in_planes != planes:
             self.shortcut = PadShortcut(planes // 4)
-        if inner == 0:
-            self.remove_branch()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.removed:
-            # The input is a ReLU output (>= 0) and the shortcut only subsamples and zero-pads, so the final
-            # ReLU of relu(0 + shortcut(x)) is the identity and is left out of the graph.
-            return self.shortcut(x)
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return F.relu(out + self.shortcut(x))
@@ -52,22 +43,19 @@ class CifarBasicBlock(TwoConvBlock):
 class CifarResNet(nn.Module):
     """ResNet-(6n+2) for 32x32 inputs with stages of 16, 32 and 64 channels."""
 
-    def __init__(self, depth: int, num_classes: int = 10, widths: list[int] | None = None):
+    def __init__(self, depth: int, num_classes: int = 10):
         super().__init__()
         if (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2, got {depth}")
         n = (depth - 2) // 6
-        planes = [p for p in (16, 32, 64) for _ in range(n)]
-        widths = resolve_widths(planes, widths, [True] * len(planes), [True] * len(planes))
         self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(16)
-        in_planes, k = 16, 0
-        for stage, stage_planes in enumerate((16, 32, 64), start=1):
+        in_planes = 16
+        for stage, planes in enumerate((16, 32, 64), start=1):
             blocks = []
             for i in range(n):
-                stride = 2 if stage > 1 and i == 0 else 1
-                blocks.append(CifarBasicBlock(in_planes, stage_planes, stride, widths[k]))
-                in_planes, k = stage_planes, k + 1
+                blocks.append(CifarBasicBlock(in_planes, planes, 2 if stage > 1 and i == 0 else 1))
+                in_planes = planes
             setattr(self, f"layer{stage}", nn.Sequential(*blocks))
         self.linear = nn.Linear(64, num_classes)
         for m in self.modules():

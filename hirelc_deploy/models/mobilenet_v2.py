@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import CompressibleBlock, resolve_widths
 
 # (expand ratio t, output channels c, repeats n, first stride s), as in Sandler et al. 2018 and torchvision.
 _SETTINGS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
@@ -19,18 +18,13 @@ def _conv_bn_relu(in_ch: int, out_ch: int, kernel: int, stride: int, groups: int
     )
 
 
-class InvertedResidual(CompressibleBlock):
-    """Expand (1x1) -> depthwise (3x3) -> project (1x1); the expanded width is the prunable inner width."""
+class InvertedResidual(nn.Module):
+    """Expand (1x1) -> depthwise (3x3) -> project (1x1), with an identity shortcut where shapes allow."""
 
-    kind = "inverted_residual"
-    branch_modules = ("conv",)
-
-    def __init__(self, in_ch: int, out_ch: int, stride: int, expand_ratio: int, inner: int):
-        full = in_ch * expand_ratio
-        removable = stride == 1 and in_ch == out_ch
-        super().__init__(in_ch, out_ch, inner or full, full, prunable=expand_ratio != 1, removable=removable)
-        self.use_res_connect = removable
-        width = self.inner_width
+    def __init__(self, in_ch: int, out_ch: int, stride: int, expand_ratio: int):
+        super().__init__()
+        self.use_res_connect = stride == 1 and in_ch == out_ch
+        width = in_ch * expand_ratio
         layers: list[nn.Module] = []
         if expand_ratio != 1:
             layers.append(_conv_bn_relu(in_ch, width, 1, 1))
@@ -40,23 +34,8 @@ class InvertedResidual(CompressibleBlock):
             nn.BatchNorm2d(out_ch),
         ]
         self.conv = nn.Sequential(*layers)
-        if inner == 0:
-            self.remove_branch()
-
-    def prune_roots(self) -> list[nn.Conv2d]:
-        return [self.conv[0][0]] if self.prunable and not self.removed else []
-
-    def channel_params(self) -> list[list[tuple[nn.Module, str, int]]]:
-        if not self.prunable or self.removed:
-            return []
-        expand, depthwise, project = self.conv[0], self.conv[1], self.conv[2]
-        return [[(expand[0], "weight", 0), (expand[1], "weight", 0), (expand[1], "bias", 0),
-                 (depthwise[0], "weight", 0), (depthwise[1], "weight", 0), (depthwise[1], "bias", 0),
-                 (project, "weight", 1)]]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.removed:
-            return x  # only blocks with an identity shortcut are removable
         out = self.conv(x)
         return x + out if self.use_res_connect else out
 
@@ -64,18 +43,14 @@ class InvertedResidual(CompressibleBlock):
 class MobileNetV2(nn.Module):
     """MobileNetV2 (width multiplier 1.0)."""
 
-    def __init__(self, num_classes: int = 1000, widths: list[int] | None = None):
+    def __init__(self, num_classes: int = 1000):
         super().__init__()
-        plan = []
+        features: list[nn.Module] = [_conv_bn_relu(3, 32, 3, 2)]
         in_ch = 32
         for t, c, n, s in _SETTINGS:
             for i in range(n):
-                plan.append((in_ch, c, s if i == 0 else 1, t))
+                features.append(InvertedResidual(in_ch, c, s if i == 0 else 1, t))
                 in_ch = c
-        full = [i * t for i, _, _, t in plan]
-        widths = resolve_widths(full, widths, [t != 1 for *_, t in plan], [s == 1 and i == c for i, c, s, _ in plan])
-        features: list[nn.Module] = [_conv_bn_relu(3, 32, 3, 2)]
-        features += [InvertedResidual(i, c, s, t, w) for (i, c, s, t), w in zip(plan, widths)]
         features.append(_conv_bn_relu(in_ch, 1280, 1, 1))
         self.features = nn.Sequential(*features)
         self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, num_classes))

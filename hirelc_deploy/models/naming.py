@@ -31,17 +31,19 @@ def onnx_scope(module_path: str) -> str:
 class BlockMapper:
     """Which block (ONNX prefix) a node or layer belongs to, for one model's blocks.
 
-    Prefixes end with ``/``, so one block's prefix never starts another's; the longest match wins all the same,
-    so nested scopes would resolve to the innermost block.
+    A block's prefix is its key; a block made of several modules (a pair of a plain stack) has one scope per
+    module, joined by ``|`` in its key. Scopes end with ``/``, so one block's scope never starts another's; the
+    longest match wins all the same, so nested scopes would resolve to the innermost block.
     """
 
     def __init__(self, prefixes: Iterable[str]):
         self.prefixes = list(prefixes)
-        self._longest_first = sorted(self.prefixes, key=len, reverse=True)
+        self._longest_first = sorted(((scope, key) for key in self.prefixes for scope in key.split("|")),
+                                     key=lambda pair: len(pair[0]), reverse=True)
 
     def block_of(self, node_name: str) -> str | None:
         """The prefix of the block a node belongs to, or None for a node outside every block."""
-        return next((p for p in self._longest_first if node_name.startswith(p)), None)
+        return next((key for scope, key in self._longest_first if node_name.startswith(scope)), None)
 
     def mentioned(self, text: str) -> list[str]:
         """Block prefixes named anywhere in ``text``, in the order they first appear.
@@ -49,8 +51,12 @@ class BlockMapper:
         A TensorRT layer fused from several nodes is named after all of them (``a + b``), and a reformat layer
         after the layer it feeds, so a layer name can mention several blocks.
         """
-        found = [(text.find(p), p) for p in self.prefixes if p in text]
-        return [p for _, p in sorted(found)]
+        found: dict[str, int] = {}
+        for scope, key in self._longest_first:
+            at = text.find(scope)
+            if at >= 0:
+                found[key] = min(at, found.get(key, at))
+        return sorted(found, key=found.__getitem__)
 
     def outside(self, node_names: Iterable[str]) -> list[str]:
         """The names, of those given, of nodes that belong to no block."""

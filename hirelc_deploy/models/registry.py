@@ -1,41 +1,20 @@
-"""The model zoo: every built-in architecture, looked up by name."""
+"""Models by reference: the zoo's built-in architectures by name, and a user's factories (``user_model.py``),
+each resolved to a ``ModelSpec``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import json
 from functools import partial
-from typing import Callable
-
-from torch import nn
+from pathlib import Path
 
 from ..errors import InputError
-from .blocks import BlockInfo, describe_blocks
+from ..records import ModelRef
 from .cifar_resnet import CifarResNet
 from .mobilenet_v2 import MobileNetV2
 from .resnet import BasicBlock, Bottleneck, ResNet
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A built-in architecture: how to build it and what input it expects (C, H, W)."""
-
-    name: str
-    builder: Callable[..., nn.Module]
-    input_shape: tuple[int, int, int]
-    num_classes: int
-    # Input normalisation the weights expect; the public CIFAR checkpoints were trained with ImageNet's stats.
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
-    def build(self, widths: list[int] | None = None, num_classes: int | None = None) -> nn.Module:
-        """Build the model at a width configuration (None = full width) with fresh random weights, in eval mode."""
-        model = self.builder(num_classes=num_classes or self.num_classes, widths=widths)
-        return model.eval()
-
-    def blocks(self) -> list[BlockInfo]:
-        """The blocks of the full-width model."""
-        return describe_blocks(self.build())
-
+from .spec import ModelSpec
+from .user_model import load
 
 MODELS: dict[str, ModelSpec] = {
     **{
@@ -47,10 +26,49 @@ MODELS: dict[str, ModelSpec] = {
     "mobilenet_v2": ModelSpec("mobilenet_v2", MobileNetV2, (3, 224, 224), 1000),
 }
 
+_RESOLVED: dict[str, ModelSpec] = {}
+
+
+def resolve_model(ref: ModelRef) -> ModelSpec:
+    """The spec a reference names: a zoo model (optionally with another input shape or normalisation), or a
+    user's factory (``user_model.load``). Resolved once per process and reference."""
+    ref = dataclasses.replace(ref, model=absolute_reference(ref.model))
+    cache_key = json.dumps([ref.model, ref.args, ref.input_shape, ref.mean, ref.std], sort_keys=True, default=str)
+    if cache_key in _RESOLVED:
+        return _RESOLVED[cache_key]
+    if ref.model in MODELS:
+        if ref.args:
+            raise InputError(f"--model-arg: the built-in model {ref.model} takes no factory arguments")
+        zoo = MODELS[ref.model]
+        spec = zoo if ref.input_shape is None and ref.mean is None and ref.std is None else ModelSpec(
+            zoo.name, zoo.builder, tuple(ref.input_shape or zoo.input_shape), zoo.num_classes,
+            tuple(ref.mean or zoo.mean), tuple(ref.std or zoo.std), ref)
+    elif ":" in ref.model:
+        spec = load(ref)
+        spec.blocks()  # an untraceable model fails here, before any run directory or long work
+    else:
+        raise InputError(f"--model: unknown model '{ref.model}' (choose from {', '.join(MODELS)}, or give "
+                         "file.py:factory or package.module:factory)")
+    _RESOLVED[cache_key] = spec
+    return spec
+
+
+def absolute_reference(model: str) -> str:
+    """A ``file.py:factory`` reference with the file's path made absolute (so a table or a resumed run finds the
+    same model from any directory); zoo names and ``package.module:factory`` unchanged."""
+    location, sep, factory = model.rpartition(":")
+    if sep and (location.endswith(".py") or "/" in location) and Path(location).expanduser().exists():
+        return f"{Path(location).expanduser().resolve()}:{factory}"
+    return model
+
+
+def as_spec(model: str | ModelRef | ModelSpec) -> ModelSpec:
+    """The spec of a model given by name, reference or spec (what the jobs and the Python API accept)."""
+    if isinstance(model, ModelSpec):
+        return model
+    return resolve_model(model if isinstance(model, ModelRef) else ModelRef(str(model)))
+
 
 def get_model_spec(name: str) -> ModelSpec:
-    """Look a built-in architecture up by name, with a clear error naming the flag for unknown names."""
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise InputError(f"--model: unknown model '{name}' (choose from {', '.join(MODELS)})") from None
+    """A model by name (zoo) or factory reference, with its default input and normalisation."""
+    return resolve_model(ModelRef(name))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import CompressibleBlock, TwoConvBlock, conv_bn_conv, resolve_widths
-
 
 def _downsample(in_ch: int, out_ch: int, stride: int) -> nn.Module | None:
     if stride == 1 and in_ch == out_ch:
@@ -14,70 +12,44 @@ def _downsample(in_ch: int, out_ch: int, stride: int) -> nn.Module | None:
     return nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
 
 
-def _shortcut_only(identity: torch.Tensor, is_input: bool) -> torch.Tensor:
-    """A removed block's output, relu(0 + identity): the ReLU is skipped when identity is the block's input,
-    which is already a ReLU output."""
-    return identity if is_input else torch.relu(identity)
-
-
-class BasicBlock(TwoConvBlock):
-    kind = "basic"
+class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, in_ch: int, planes: int, stride: int, inner: int):
-        super().__init__(in_ch, planes, inner or planes, planes, removable=True)
-        self.conv1 = nn.Conv2d(in_ch, self.inner_width, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(self.inner_width)
+    def __init__(self, in_ch: int, planes: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(self.inner_width, planes, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = _downsample(in_ch, planes, stride)
-        if inner == 0:
-            self.remove_branch()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        if self.removed:
-            return _shortcut_only(identity, self.downsample is None)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return self.relu(out + identity)
 
 
-class Bottleneck(CompressibleBlock):
-    """Bottleneck block; its one inner width applies to both conv1 and conv2 outputs (a documented simplification)."""
+class Bottleneck(nn.Module):
+    """Bottleneck block; discovery shrinks conv1's and conv2's outputs by the same fraction."""
 
-    kind = "bottleneck"
     expansion = 4
-    branch_modules = ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3")
 
-    def __init__(self, in_ch: int, planes: int, stride: int, inner: int):
+    def __init__(self, in_ch: int, planes: int, stride: int):
+        super().__init__()
         out_ch = planes * self.expansion
-        super().__init__(in_ch, out_ch, inner or planes, planes, removable=True)
-        width = self.inner_width
-        self.conv1 = nn.Conv2d(in_ch, width, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = nn.Conv2d(width, out_ch, 1, bias=False)
+        self.conv1 = nn.Conv2d(in_ch, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out_ch, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_ch)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = _downsample(in_ch, out_ch, stride)
-        if inner == 0:
-            self.remove_branch()
-
-    def prune_roots(self) -> list[nn.Conv2d]:
-        return [] if self.removed else [self.conv1, self.conv2]
-
-    def channel_params(self) -> list[list[tuple[nn.Module, str, int]]]:
-        if self.removed:
-            return []
-        return [conv_bn_conv(self.conv1, self.bn1, self.conv2), conv_bn_conv(self.conv2, self.bn2, self.conv3)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        if self.removed:
-            return _shortcut_only(identity, self.downsample is None)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
@@ -87,22 +59,18 @@ class Bottleneck(CompressibleBlock):
 class ResNet(nn.Module):
     """torchvision-compatible ImageNet ResNet built from a block type and per-stage block counts."""
 
-    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: list[int], num_classes: int = 1000,
-                 widths: list[int] | None = None):
+    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: list[int], num_classes: int = 1000):
         super().__init__()
-        planes = [p for p, n in zip((64, 128, 256, 512), layers) for _ in range(n)]
-        widths = resolve_widths(planes, widths, [True] * len(planes), [True] * len(planes))
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        in_ch, k = 64, 0
-        for stage, (stage_planes, n) in enumerate(zip((64, 128, 256, 512), layers), start=1):
+        in_ch = 64
+        for stage, (planes, n) in enumerate(zip((64, 128, 256, 512), layers), start=1):
             blocks = []
             for i in range(n):
-                stride = 2 if stage > 1 and i == 0 else 1
-                blocks.append(block(in_ch, stage_planes, stride, widths[k]))
-                in_ch, k = stage_planes * block.expansion, k + 1
+                blocks.append(block(in_ch, planes, 2 if stage > 1 and i == 0 else 1))
+                in_ch = planes * block.expansion
             setattr(self, f"layer{stage}", nn.Sequential(*blocks))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(512 * block.expansion, num_classes)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..apply import prune_to_widths, recalibrate_batchnorm
-from ..models import CompressibleBlock
+from ..models import BlockInfo
 from ..precision import Precision
 from ..sensitivity import Sensitivity
 from .int8_sim import simulate_int8
@@ -74,9 +74,10 @@ class Evaluator:
     """Builds and scores candidates; ``cache`` may be shared between searches (results do not depend on
     the strategy, the seed or the target)."""
 
-    def __init__(self, teacher: nn.Module, input_shape: Sequence[int], data: EvalData, sensitivity: Sensitivity,
-                 cache: dict | None = None, batch_size: int = 250):
+    def __init__(self, teacher: nn.Module, blocks: Sequence[BlockInfo], input_shape: Sequence[int], data: EvalData,
+                 sensitivity: Sensitivity, cache: dict | None = None, batch_size: int = 250):
         self.teacher = teacher.eval()
+        self.blocks = list(blocks)
         self.input_shape = tuple(input_shape)
         self.data = data
         self.sensitivity = sensitivity
@@ -91,10 +92,10 @@ class Evaluator:
     def build(self, widths: Sequence[int], precisions: Sequence[str]) -> nn.Module:
         """The candidate itself: pruned, BatchNorm-recalibrated, INT8 blocks simulated."""
         model = copy.deepcopy(self.teacher)
-        prune_to_widths(model, widths, (1, *self.input_shape), self.sensitivity, "fisher")
+        prune_to_widths(model, self.blocks, widths, (1, *self.input_shape), self.sensitivity, "fisher")
         recalibrate_batchnorm(model, iter(self.data.bn_batches), sum(len(b) for b in self.data.bn_batches))
-        blocks = [m for m in model.modules() if isinstance(m, CompressibleBlock)]
-        int8 = [b for b, w, p in zip(blocks, widths, precisions) if p == Precision.INT8 and w > 0]
+        int8 = [[model.get_submodule(m) for m in b.modules]
+                for b, w, p in zip(self.blocks, widths, precisions) if p == Precision.INT8 and w > 0]
         if int8:
             simulate_int8(model, int8, self.data.calibration)
         return model.eval()

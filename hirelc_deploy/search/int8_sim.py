@@ -17,7 +17,6 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..models import CompressibleBlock
 
 
 def _fake_quant_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -43,12 +42,14 @@ class _Range:
 
 
 @torch.no_grad()
-def simulate_int8(model: nn.Module, blocks: Sequence[CompressibleBlock], calibration: torch.Tensor) -> nn.Module:
-    """Make ``blocks`` of ``model`` compute as INT8 would (in place); ranges come from ``calibration``."""
+def simulate_int8(model: nn.Module, blocks: Sequence[Sequence[nn.Module]], calibration: torch.Tensor) -> nn.Module:
+    """Make ``blocks`` of ``model`` (each a block's modules, in execution order) compute as INT8 would (in place);
+    ranges come from ``calibration``."""
     points: list[tuple[nn.Module, str, _Range]] = []
-    for block in blocks:
-        points += [(conv, "input", _Range()) for conv in block.modules() if isinstance(conv, nn.Conv2d)]
-        points.append((block, "output", _Range()))
+    for modules in blocks:
+        points += [(conv, "input", _Range()) for module in modules for conv in module.modules()
+                   if isinstance(conv, nn.Conv2d)]
+        points.append((modules[-1], "output", _Range()))
     recorders = [
         module.register_forward_pre_hook(lambda _m, args, r=rng: r.observe(args[0])) if where == "input"
         else module.register_forward_hook(lambda _m, _a, out, r=rng: r.observe(out))

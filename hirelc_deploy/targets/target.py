@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -60,20 +62,22 @@ class Target:
     roofline: Roofline | None = None
     path: str = ""
 
-    def candidate_widths(self, full_width: int, prunable: bool = True, removable: bool = False) -> list[int]:
+    def candidate_widths(self, full_width: int, prunable: bool = True, removable: bool = False, step: int = 1
+                         ) -> list[int]:
         """Inner widths this target profiles for a block: each fraction of ``full_width`` rounded to the
-        channel multiple, at least one multiple, at most the full width. Fraction 0 in the grid means the
-        block may be removed (width 0) where it is ``removable``."""
+        channel multiple (and to the block's ``step``: whole groups of a grouped convolution), at least one
+        multiple, at most the full width. Fraction 0 in the grid means the block may be removed (width 0) where
+        it is ``removable``."""
         removal = {0} if removable and 0.0 in self.width_fractions else set()
         if not prunable:
             return sorted({full_width} | removal)
-        m = self.channel_multiple
+        m = math.lcm(self.channel_multiple, step)
         widths = {min(full_width, max(m, m * round(f * full_width / m))) for f in self.width_fractions if f > 0}
         return sorted(widths | {full_width} | removal)
 
     def width_grid(self, blocks) -> list[list[int]]:
         """``candidate_widths`` of each block (``BlockInfo``s of a model): the widths a table holds for it."""
-        return [self.candidate_widths(b.full_width, b.prunable, b.removable) for b in blocks]
+        return [self.candidate_widths(b.full_width, b.prunable, b.removable, b.step) for b in blocks]
 
 
 _TOP_KEYS = {f.name for f in fields(Target)} - {"path"} | {"schema_version"}

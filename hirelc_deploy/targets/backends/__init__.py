@@ -76,9 +76,10 @@ class Backend(Protocol):
         """Configurations built with random weights and timed interleaved (where the runtime needs it, in a fresh
         process, away from this one's PyTorch work)."""
 
-    def write_artifact(self, student: nn.Module, teacher: nn.Module, policy: Policy, input_shape: Sequence[int],
-                       calibration: Sequence[np.ndarray], checks: Sequence[np.ndarray], out_dir: Path,
-                       table_fingerprint: dict, finetune: dict, sparse_layers: Sequence[str] = ()) -> Manifest:
+    def write_artifact(self, student: nn.Module, teacher: nn.Module, spec: ModelSpec, policy: Policy,
+                       input_shape: Sequence[int], calibration: Sequence[np.ndarray], checks: Sequence[np.ndarray],
+                       out_dir: Path, table_fingerprint: dict, finetune: dict, sparse_layers: Sequence[str] = ()
+                       ) -> Manifest:
         """Export a pruned, fine-tuned model with the policy's precisions into ``out_dir``, checked, with a
         manifest written last."""
 

@@ -75,7 +75,7 @@ class OnnxRuntimeBackend:
     def measure_configs(self, spec: ModelSpec, target: Target, configs: Sequence[Config], workdir: Path,
                         progress: Progress | None = None, profiled: int = 0) -> Measured:
         mapper = BlockMapper(b.onnx_prefix for b in spec.blocks())
-        shape = model_input_shape(spec.name, target)
+        shape = model_input_shape(spec, target)
         note = progress or (lambda *_: None)
         paths = []
         for i, config in enumerate(configs):
@@ -105,18 +105,19 @@ class OnnxRuntimeBackend:
 
     def time_configs(self, spec: ModelSpec, target: Target, configs: Sequence[tuple[Sequence[int], Sequence[str]]]
                      ) -> list[Timing]:
-        input_shape = model_input_shape(spec.name, target)
+        input_shape = model_input_shape(spec, target)
         with tempfile.TemporaryDirectory() as tmp:
             paths = {f"c{i}": self.build_variant(spec, w, p, input_shape, Path(tmp) / f"c{i}.onnx")
                      for i, (w, p) in enumerate(configs)}
             timings = run_isolated(measure_latency, paths, target)
         return [timings[f"c{i}"] for i in range(len(configs))]
 
-    def write_artifact(self, student: nn.Module, teacher: nn.Module, policy: Policy, input_shape: Sequence[int],
-                       calibration: Sequence[np.ndarray], checks: Sequence[np.ndarray], out_dir: Path,
-                       table_fingerprint: dict, finetune: dict, sparse_layers: Sequence[str] = ()) -> Manifest:
-        return write_artifact(student, teacher, policy, input_shape, calibration, checks, out_dir, table_fingerprint,
-                              finetune)
+    def write_artifact(self, student: nn.Module, teacher: nn.Module, spec: ModelSpec, policy: Policy,
+                       input_shape: Sequence[int], calibration: Sequence[np.ndarray], checks: Sequence[np.ndarray],
+                       out_dir: Path, table_fingerprint: dict, finetune: dict, sparse_layers: Sequence[str] = ()
+                       ) -> Manifest:
+        return write_artifact(student, teacher, spec, policy, input_shape, calibration, checks, out_dir,
+                              table_fingerprint, finetune)
 
     def artifact_reusable(self, manifest: Manifest) -> bool:
         return True

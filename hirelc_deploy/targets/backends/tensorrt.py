@@ -23,7 +23,7 @@ from ...errors import InputError
 from ...artifacts.artifact import BASELINE_NAME, MODEL_NAME
 from ...artifacts.manifest import Manifest, load_manifest
 from ...artifacts.trt_artifact import BASELINE_ENGINE_NAME, ENGINE_NAME, write_trt_artifact
-from ...artifacts.trt_onnx import write_trt_onnx
+from ...artifacts.trt_onnx import block_precisions, write_trt_onnx
 from ...latency import attribution
 from ...latency.profile import Config, Measured, Progress, model_input_shape
 from ...latency.timing import Timing
@@ -82,7 +82,8 @@ class TensorRTBackend:
         """Write the TensorRT-bound ONNX of ``spec`` at ``widths`` (random weights), each block in its precision;
         returns the block prefix -> precision map the engine is checked against (``write_trt_onnx``)."""
         model = spec.build(list(widths)).eval()
-        return write_trt_onnx(model, precisions, input_shape, random_calibration(input_shape), path)
+        expected = block_precisions(spec.blocks(), widths, precisions)
+        return write_trt_onnx(model, expected, input_shape, random_calibration(input_shape), path)
 
     def _build_checked(self, spec: ModelSpec, index: int, config: Config, shape: Sequence[int], workdir: Path,
                        cache: Path) -> Path:
@@ -101,7 +102,7 @@ class TensorRTBackend:
         """Build every configuration (one shared timing cache), split the first ``profiled`` ones' time between
         blocks with TensorRT's per-layer profiler, and time all of them with CUDA events, interleaved."""
         mapper = BlockMapper(b.onnx_prefix for b in spec.blocks())
-        shape = model_input_shape(spec.name, target)
+        shape = model_input_shape(spec, target)
         note = progress or (lambda *_: None)
         cache = workdir / "timing.cache"
         engines = {}
@@ -131,7 +132,7 @@ class TensorRTBackend:
 
     def time_configs(self, spec: ModelSpec, target: Target, configs: Sequence[tuple[Sequence[int], Sequence[str]]]
                      ) -> list[Timing]:
-        shape = model_input_shape(spec.name, target)
+        shape = model_input_shape(spec, target)
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
             engines = {f"c{i}": self._build_checked(spec, i, Config(tuple(w), tuple(p)), shape, workdir,
@@ -140,10 +141,11 @@ class TensorRTBackend:
             timings = time_engines(engines, target.measure)
         return [timings[f"c{i}"] for i in range(len(configs))]
 
-    def write_artifact(self, student: nn.Module, teacher: nn.Module, policy: Policy, input_shape: Sequence[int],
-                       calibration: Sequence[np.ndarray], checks: Sequence[np.ndarray], out_dir: Path,
-                       table_fingerprint: dict, finetune: dict, sparse_layers: Sequence[str] = ()) -> Manifest:
-        return write_trt_artifact(student, teacher, policy, input_shape, calibration, checks, out_dir,
+    def write_artifact(self, student: nn.Module, teacher: nn.Module, spec: ModelSpec, policy: Policy,
+                       input_shape: Sequence[int], calibration: Sequence[np.ndarray], checks: Sequence[np.ndarray],
+                       out_dir: Path, table_fingerprint: dict, finetune: dict, sparse_layers: Sequence[str] = ()
+                       ) -> Manifest:
+        return write_trt_artifact(student, teacher, spec, policy, input_shape, calibration, checks, out_dir,
                                   table_fingerprint, finetune, sparse_layers)
 
     def artifact_reusable(self, manifest: Manifest) -> bool:

@@ -1,0 +1,653 @@
+"""Automatic block discovery: the units the search compresses, found in any traceable PyTorch CNN.
+
+The model is traced twice: by ``torch.fx`` (which module each operation belongs to, where the residual adds
+are) and by torch-pruning's dependency graph (which channels are coupled: a convolution's output channels, the
+BatchNorm after it, a depthwise convolution, a squeeze-excitation gate, the next convolution's input). Each
+coupled set of channels is a *channel group*. A unit keeps its input and output width whatever happens inside
+it, so units can be shrunk independently and the latency table stays one entry per (width, precision):
+
+- **module units**: a module whose channel groups all stay inside it (basic, bottleneck, inverted residual with
+  or without squeeze-excitation, grouped convolutions). All its groups shrink by the same fraction; the first
+  group's width is the unit's inner width. It is *removable* when its output is (an activation of) a residual
+  add whose shortcut does not depend on the branch: removing it leaves the shortcut alone;
+- **pair units**: a plain conv-BN-ReLU stack (VGG) in one container holds a chain of groups, where pruning one
+  layer's output changes the next layer's input. It is split into pairs of convolutions: the pair's inner
+  channels shrink, its output channels stay, so each pair's cost depends on its own width only (the table is
+  exact, not an interaction model; half the stack's channel sets are prunable);
+- **precision units**: a module beside other units that holds two or more convolutions but no group of its own
+  (MobileNetV2's first block: its channels are the previous layer's). Its precision can change, not its width.
+
+Everything else is left alone, with the reason recorded: channels tied to a concatenation, to a reshape or the
+classifier's input, to a residual stream, or to the input of a block.
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+import torch_pruning as tp
+from torch import nn
+
+from ..errors import InputError
+from .naming import onnx_scope
+
+ROOT = ""
+
+
+class UntraceableModel(InputError):
+    """The model cannot be traced into a graph (data-dependent control flow, an unsupported construct)."""
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    """Channels coupled across layers: the output channels of ``root`` and everything indexed by them."""
+
+    root: str  # module path of the convolution whose output channels these are
+    width: int
+    step: int = 1  # channels removed together (a grouped convolution keeps whole groups)
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    """One unit of a model: what the search may change in it, and which modules it is made of."""
+
+    index: int
+    name: str  # module path ("layer1.0"), or "first-last" of a pair of a plain stack
+    kind: str  # basic, bottleneck, inverted_residual, grouped, chain (+se)
+    in_channels: int
+    out_channels: int
+    inner_width: int
+    full_width: int
+    prunable: bool
+    removable: bool = False
+    modules: tuple[str, ...] = ()  # module paths whose operations belong to the unit
+    groups: tuple[ChannelGroup, ...] = ()
+    step: int = 1  # inner widths are multiples of this (grouped convolutions)
+    notes: tuple[str, ...] = ()  # why it is not prunable / not removable
+
+    @property
+    def onnx_prefix(self) -> str:
+        """The unit's key in exported graphs: its modules' ONNX scopes joined by ``|`` (see ``BlockMapper``)."""
+        return "|".join(onnx_scope(m) for m in (self.modules or (self.name,)))
+
+    def group_widths(self, width: int) -> list[int]:
+        """Width of each channel group when the unit's inner width is ``width`` (the same fraction for all)."""
+        return [max(g.step, g.step * round(width * g.width / (self.full_width * g.step))) for g in self.groups]
+
+
+@dataclass(frozen=True)
+class LeftAlone:
+    """Layers discovery does not compress, and why."""
+
+    layers: tuple[str, ...]
+    reason: str
+
+
+@dataclass
+class Discovery:
+    """What ``discover`` found: the units in execution order and what it left alone."""
+
+    units: list[BlockInfo]
+    left_alone: list[LeftAlone] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------- tracing
+
+
+class _Tracer(fx.Tracer):
+    """fx tracer that remembers which module it was inside when tracing failed."""
+
+    def __init__(self):
+        super().__init__()
+        self.failed_in: str | None = None
+
+    def call_module(self, m, forward, args, kwargs):
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception:
+            if self.failed_in is None:  # the innermost module: outer calls see the exception after it
+                self.failed_in = self.path_of_module(m)
+            raise
+
+
+def trace(model: nn.Module, label: str = "model") -> fx.GraphModule:
+    """``model`` as an fx graph, or an UntraceableModel error naming the module and the construct."""
+    tracer = _Tracer()
+    try:
+        graph = tracer.trace(model)
+    except Exception as exc:  # fx raises TraceError, TypeError, NotImplementedError, ... for untraceable code
+        where = f"module '{tracer.failed_in}'" if tracer.failed_in else f"{type(model).__name__}.forward"
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UntraceableModel(f"{label}: cannot be traced in {where} "
+                               f"({type(exc).__name__}: {detail}); block discovery needs a forward without "
+                               "data-dependent control flow") from None
+    return fx.GraphModule(tracer.root, graph)
+
+
+def _stack(node: fx.Node) -> list[str]:
+    return list(node.meta.get("nn_module_stack", {}))
+
+
+def _inside(path: str, module: str) -> bool:
+    return module == ROOT or path == module or path.startswith(module + ".")
+
+
+def _common(paths: Sequence[str]) -> str:
+    """The deepest module containing every path."""
+    parts = [p.split(".") for p in paths]
+    common: list[str] = []
+    for level in zip(*parts):
+        if len(set(level)) != 1:
+            break
+        common.append(level[0])
+    return ".".join(common)
+
+
+def _parent(path: str) -> str:
+    return path.rsplit(".", 1)[0] if "." in path else ROOT
+
+
+# ------------------------------------------------------------------------------- activations and signs
+
+_RELU_MODULES = (nn.ReLU, nn.ReLU6)
+_RELU_FUNCTIONS = {F.relu, torch.relu, F.relu6, torch.relu_}
+_PASS_SIGN_MODULES = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Identity, nn.Dropout, nn.Flatten)
+_PASS_SIGN_FUNCTIONS = {operator.getitem, F.pad, torch.flatten, F.max_pool2d, F.avg_pool2d,
+                        F.adaptive_avg_pool2d, F.dropout}
+_ADDS = {operator.add, operator.iadd, torch.add}
+
+
+def _is_relu(gm: fx.GraphModule, node: fx.Node) -> bool:
+    if node.op == "call_module":
+        return isinstance(gm.get_submodule(node.target), _RELU_MODULES)
+    if node.op == "call_function":
+        return node.target in _RELU_FUNCTIONS
+    return node.op == "call_method" and node.target in ("relu", "relu_")
+
+
+def _is_add(node: fx.Node) -> bool:
+    return ((node.op == "call_function" and node.target in _ADDS)
+            or (node.op == "call_method" and node.target in ("add", "add_")))
+
+
+def _nonnegative(gm: fx.GraphModule, node: object, input_nonnegative: bool) -> bool:
+    """Whether a node's values are provably >= 0 (a ReLU output, or parameter-free data movement of one)."""
+    if not isinstance(node, fx.Node):
+        return False
+    if node.op == "placeholder":
+        return input_nonnegative
+    if _is_relu(gm, node):
+        return True
+    tensors = [a for a in node.args if isinstance(a, fx.Node)]
+    passes = ((node.op == "call_module" and isinstance(gm.get_submodule(node.target), _PASS_SIGN_MODULES))
+              or (node.op == "call_function" and node.target in _PASS_SIGN_FUNCTIONS)
+              or _is_add(node))
+    return passes and bool(tensors) and all(_nonnegative(gm, a, input_nonnegative) for a in tensors)
+
+
+def _ancestors(node: fx.Node) -> set[fx.Node]:
+    seen: set[fx.Node] = set()
+    todo = [node]
+    while todo:
+        n = todo.pop()
+        for a in n.all_input_nodes:
+            if a not in seen:
+                seen.add(a)
+                todo.append(a)
+    return seen
+
+
+# --------------------------------------------------------------------------------------- residual units
+
+
+@dataclass(frozen=True)
+class _Residual:
+    add: fx.Node
+    shortcut: fx.Node
+    activations: tuple[fx.Node, ...]
+
+
+def _residual(gm: fx.GraphModule, branch_roots: set[str]) -> _Residual | str:
+    """The residual add ending a module's graph, or why there is none that removal could use."""
+    out = next(n for n in gm.graph.nodes if n.op == "output").args[0]
+    if not isinstance(out, fx.Node):
+        return "its output is not a single tensor"
+    acts, node = [], out
+    while _is_relu(gm, node):
+        acts.append(node)
+        node = node.args[0]
+    if not _is_add(node) or len(node.args) < 2 or not all(isinstance(a, fx.Node) for a in node.args[:2]):
+        return "no residual add ends it (no shortcut to stand in for it)"
+    a, b = node.args[:2]
+
+    def convs(n: fx.Node) -> set[str]:
+        return {str(x.target) for x in _ancestors(n) | {n} if x.op == "call_module" and str(x.target) in branch_roots}
+
+    for branch, shortcut in ((a, b), (b, a)):
+        if convs(branch) and not convs(shortcut) and branch not in _ancestors(shortcut):
+            return _Residual(node, shortcut, tuple(acts))
+    return "its shortcut depends on its branch"
+
+
+def remove_unit(model: nn.Module, unit: BlockInfo, input_nonnegative: bool) -> None:
+    """Replace the unit's module by its shortcut alone (physically: the branch's parameters leave the model).
+
+    The unit's module becomes an fx ``GraphModule`` computing ``act(shortcut(x))``; the activation is dropped
+    where the shortcut is provably non-negative (a ReLU output passed through, or subsampled and zero-padded),
+    since ReLU is then the identity.
+    """
+    if not unit.removable:
+        raise ValueError(f"{unit.name}: has no shortcut to replace it and cannot be removed")
+    module = model.get_submodule(unit.name)
+    gm = trace(module, unit.name)
+    roots = {g.root.removeprefix(unit.name + ".") for g in unit.groups}
+    found = _residual(gm, roots)
+    if isinstance(found, str):
+        raise ValueError(f"{unit.name}: {found}")
+    found.add.replace_all_uses_with(found.shortcut)
+    if _nonnegative(gm, found.shortcut, input_nonnegative):
+        for act in found.activations:
+            act.replace_all_uses_with(act.args[0])
+    gm.graph.eliminate_dead_code()
+    gm.recompile()
+    gm.delete_all_unused_submodules()
+    parent, _, child = unit.name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, gm)
+
+
+# --------------------------------------------------------------------------------------- channel groups
+
+
+@dataclass
+class _Group:
+    root: str
+    width: int
+    members: dict[str, str]  # module path -> "out" / "in"
+    ops: set[str]  # kinds of functional operations the channels pass through
+    lca: str = ROOT
+    step: int = 1
+    depthwise: bool = False
+
+    @property
+    def consumers(self) -> list[str]:
+        return [m for m, side in self.members.items() if side == "in"]
+
+
+def _op_kind(module: object) -> str | None:
+    if isinstance(module, tp.ops._ConcatOp):
+        return "concat"
+    if isinstance(module, (tp.ops._ReshapeOp, tp.ops._SplitOp, tp.ops._UnbindOp, tp.ops._ExpandOp, tp.ops._SliceOp)):
+        return "reshape"
+    if isinstance(module, tp.ops._ElementWiseOp):
+        name = str(module._grad_fn).lower()
+        return "add" if "add" in name else "mul" if "mul" in name else None
+    return None
+
+
+def _channel_groups(model: nn.Module, graph: tp.DependencyGraph, convs: list[str]) -> list[_Group]:
+    names = {m: n for n, m in model.named_modules()}
+    groups, covered = [], set()
+    for path in convs:
+        conv = model.get_submodule(path)
+        if path in covered:
+            continue
+        group = graph.get_pruning_group(conv, tp.prune_conv_out_channels, idxs=list(range(conv.out_channels)))
+        members: dict[str, str] = {}
+        ops: set[str] = set()
+        for dep, _ in group:
+            target = dep.target.module
+            kind = _op_kind(target)
+            if kind:
+                ops.add(kind)
+            if not isinstance(target, nn.Module) or target not in names:
+                continue
+            name = names[target]
+            out = graph.is_out_channel_pruning_fn(dep.handler)
+            if isinstance(target, nn.Linear):
+                ops.add("linear_out" if out else "linear_in")
+            members.setdefault(name, "out" if out else "in")
+            if out and isinstance(target, nn.Conv2d):
+                covered.add(name)
+        step = 1
+        for name in members:
+            layer = model.get_submodule(name)
+            if isinstance(layer, nn.Conv2d) and 1 < layer.groups < layer.in_channels:
+                step = max(step, layer.in_channels // layer.groups)
+                ops.add("grouped")
+            elif isinstance(layer, nn.Conv2d) and layer.groups == layer.in_channels > 1 and name != path:
+                ops.add("depthwise")
+        if isinstance(model.get_submodule(path), nn.Conv2d) and conv.groups == conv.in_channels > 1:
+            ops.add("depthwise")
+        groups.append(_Group(path, conv.out_channels, members, ops, _common(list(members)), step))
+    return groups
+
+
+def _left_reason(group: _Group) -> str | None:
+    """Why a group's channels cannot be narrowed inside one unit (None: they can)."""
+    if "concat" in group.ops:
+        return "its channels are tied to a concatenation"
+    if "add" in group.ops:
+        return "its channels are a residual stream (added to a shortcut)"
+    if "linear_in" in group.ops or "reshape" in group.ops:
+        return "its channels feed a reshape or the classifier's input"
+    return None
+
+
+# ------------------------------------------------------------------------------------------- discovery
+
+
+def _kind(model: nn.Module, convs: Sequence[str], groups: Sequence[_Group], residual: bool) -> str:
+    layers = [model.get_submodule(c) for c in convs]
+    ops = set().union(*(g.ops for g in groups)) if groups else set()
+    if any(layer.groups == layer.in_channels > 1 for layer in layers):
+        kind = "inverted_residual"
+    elif any(1 < layer.groups < layer.in_channels for layer in layers):
+        kind = "grouped"
+    elif not residual:
+        kind = "chain"
+    else:
+        kind = "basic" if len(convs) <= 2 else "bottleneck"
+    return kind + ("+se" if "mul" in ops else "")
+
+
+class _Graph:
+    """The fx view of a model: execution order of modules and which module each operation belongs to."""
+
+    def __init__(self, model: nn.Module, label: str):
+        self.gm = trace(model, label)
+        self.nodes = list(self.gm.graph.nodes)
+        self.order: dict[str, int] = {}
+        self.last: dict[str, int] = {}
+        for i, node in enumerate(self.nodes):
+            for path in _stack(node) + ([str(node.target)] if node.op == "call_module" else []):
+                self.order.setdefault(path, i)
+                self.last[path] = i
+        self.convs = [str(n.target) for n in self.nodes
+                      if n.op == "call_module" and isinstance(self.gm.get_submodule(n.target), nn.Conv2d)]
+
+    def children(self, container: str) -> list[str]:
+        """Direct children of a module that run, in execution order."""
+        depth = 0 if container == ROOT else container.count(".") + 1
+        found = {p for p in self.order if _inside(p, container) and p != container and p.count(".") == depth}
+        return sorted(found, key=self.order.__getitem__)
+
+    def spans(self, members: Sequence[str], module: str) -> bool:
+        """Whether some of ``members`` run before ``module`` starts and some after it ends."""
+        return (any(self.order[m] < self.order[module] for m in members)
+                and any(self.order[m] > self.last[module] for m in members))
+
+    def residual(self, module: str) -> bool:
+        """Whether an add runs directly in ``module``'s own forward (a residual unit's join)."""
+        return module != ROOT and any(_is_add(n) and _stack(n) and _stack(n)[-1] == module for n in self.nodes)
+
+    def input_nonnegative(self, module: str) -> bool:
+        """Whether the tensor entering ``module`` is provably >= 0."""
+        inside = {n for n in self.nodes if any(_inside(p, module) for p in _stack(n))
+                  or (n.op == "call_module" and _inside(str(n.target), module))}
+        inputs = {a for n in inside for a in n.all_input_nodes if a not in inside}
+        return len(inputs) == 1 and _nonnegative(self.gm, next(iter(inputs)), False)
+
+
+def _convs_in(graph: _Graph, modules: Sequence[str]) -> list[str]:
+    return [c for c in graph.convs if any(_inside(c, m) for m in modules)]
+
+
+def _pair_name(first: str, last: str) -> str:
+    a, b = first.rsplit(".", 1), last.rsplit(".", 1)
+    if len(a) == 2 and len(b) == 2 and a[0] == b[0]:
+        return f"{first}-{b[1]}"
+    return f"{first}-{last}"
+
+
+def _lift(graph: _Graph, module: str) -> str:
+    """The module a group's unit is: its lowest common module, lifted through wrappers (a ``conv`` Sequential
+    inside a block) up to the module holding the residual add, never to one holding other convolutions."""
+    while module != ROOT and not graph.residual(module):
+        parent = _parent(module)
+        if parent == ROOT or set(_convs_in(graph, [parent])) - set(_convs_in(graph, [module])):
+            break
+        module = parent
+    return module
+
+
+def discover(model: nn.Module, input_shape: Sequence[int], label: str = "model") -> Discovery:
+    """The units of ``model`` (C, H, W input) in execution order, and what was left alone and why."""
+    model = copy.deepcopy(model).eval()
+    graph = _Graph(model, label)
+    try:
+        deps = tp.DependencyGraph().build_dependency(model, example_inputs=torch.zeros(1, *input_shape))
+    except Exception as exc:  # torch-pruning raises whatever its tracer meets
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UntraceableModel(f"{label}: torch-pruning cannot build its dependency graph ({first})") from None
+    left: dict[str, str] = {}
+    candidates = []
+    for g in _channel_groups(model, deps, graph.convs):
+        reason = _left_reason(g)
+        if reason:
+            left[g.root] = reason
+        else:
+            candidates.append(g)
+    lcas = {g.lca for g in candidates if g.lca != ROOT}
+    # A group that runs on both sides of a module holding groups of its own, and whose channels are also
+    # produced inside it (a squeeze-excitation gate between a depthwise and a projection convolution), makes
+    # that module part of its block.
+    parts = {inner: g.lca for g in candidates for inner in lcas
+             if inner != g.lca and _inside(inner, g.lca) and graph.spans(g.members, inner)
+             and any(side == "out" and _inside(m, inner) for m, side in g.members.items())}
+    for g in candidates:
+        while g.lca in parts:
+            g.lca = parts[g.lca]
+    lcas = {g.lca for g in candidates if g.lca != ROOT}
+    # A module holding another group's module is a container of units: its own groups run between units.
+    containers = {m for m in lcas if any(o != m and _inside(o, m) for o in lcas)}
+    by_module: dict[str, list[_Group]] = defaultdict(list)
+    between: list[_Group] = []
+    for g in candidates:
+        if g.lca == ROOT or g.lca in containers:
+            between.append(g)
+        else:
+            by_module[_lift(graph, g.lca)].append(g)
+
+    drafts: list[dict] = []
+    for module, found in by_module.items():
+        found.sort(key=lambda g: graph.order[g.root])
+        if graph.residual(module) or len(found) <= 2:
+            drafts.append(dict(name=module, modules=(module,), groups=found))
+        else:
+            drafts += _pairs(graph, module, found, left)
+    unit_modules = {d["name"] for d in drafts if not d.get("pair")}
+    covered = {c for d in drafts for c in _convs_in(graph, d["modules"])}
+    for container in {_parent(m) for m in unit_modules}:
+        for child in graph.children(container):
+            convs = _convs_in(graph, [child])
+            if child not in unit_modules and len(convs) >= 2 and not set(convs) & covered:
+                drafts.append(dict(name=child, modules=(child,), groups=[],
+                                   notes=("its inner channels are tied to its input",)))
+                unit_modules.add(child)
+                covered |= set(convs)
+    chains: dict[str, list[_Group]] = defaultdict(list)
+    for g in between:
+        touched = sorted({u for u in unit_modules for m in g.members if _inside(m, u)})
+        if touched:
+            left[g.root] = f"its channels are the input or output of block {touched[0]}"
+        else:
+            chains[g.lca].append(g)
+    for container, found in chains.items():
+        found.sort(key=lambda g: graph.order[g.root])
+        drafts += _pairs(graph, container, found, left)
+
+    drafts.sort(key=lambda d: graph.order[d["modules"][0]])
+    units = [_unit(model, graph, i, d) for i, d in enumerate(drafts)]
+    in_units = {c for u in units for c in _convs_in(graph, u.modules)}
+    alone = [LeftAlone((c,), left.get(c, "a single layer between units (stem or transition): kept FP32"))
+             for c in graph.convs if c not in in_units]
+    alone += [LeftAlone((n,), "the classifier") for n, m in model.named_modules() if isinstance(m, nn.Linear)
+              and not any(_inside(n, mod) for u in units for mod in u.modules)]
+    return Discovery(units, alone)
+
+
+def _pairs(graph: _Graph, container: str, chain: list[_Group], left: dict[str, str]) -> list[dict]:
+    """Split a plain stack's chain of groups into pairs of convolutions (see the module docstring)."""
+    children = graph.children(container)
+
+    def child_of(path: str) -> int:
+        return next(i for i, c in enumerate(children) if _inside(path, c))
+
+    drafts, taken_until = [], -1
+    for g in chain:
+        start = child_of(g.root)
+        if start <= taken_until or not g.consumers:
+            left.setdefault(g.root, "keeps a pair's output width fixed, so the next pair's input does not change")
+            continue
+        end = max(child_of(c) for c in g.consumers)
+        drafts.append(dict(start=start, end=end, groups=[g]))
+        taken_until = end
+    for draft, after in zip(drafts, drafts[1:] + [None]):
+        stop = after["start"] if after else len(children)
+        end = draft["end"]
+        while end + 1 < stop and not _convs_in(graph, [children[end + 1]]):
+            end += 1
+        draft["modules"] = tuple(children[draft.pop("start"): end + 1])
+        draft.pop("end")
+        draft["name"] = _pair_name(draft["modules"][0], draft["modules"][-1])
+        draft["pair"] = True
+    return drafts
+
+
+def _unit(model: nn.Module, graph: _Graph, index: int, draft: dict) -> BlockInfo:
+    modules, found = draft["modules"], draft["groups"]
+    convs = _convs_in(graph, modules)
+    first, last = model.get_submodule(convs[0]), model.get_submodule(convs[-1])
+    notes = list(draft.get("notes", ()))
+    removable = False
+    if draft.get("pair"):
+        kind = "chain"
+        notes.append("a plain stack: no shortcut to stand in for it")
+    else:
+        kind = _kind(model, [c for c in convs if any(c in g.members for g in found)] or convs, found,
+                     graph.residual(draft["name"]))
+        try:
+            result = _residual(trace(model.get_submodule(draft["name"]), draft["name"]),
+                               {g.root.removeprefix(draft["name"] + ".") for g in found}
+                               or {c.removeprefix(draft["name"] + ".") for c in convs})
+        except UntraceableModel as exc:
+            result = str(exc)
+        removable = not isinstance(result, str)
+        if isinstance(result, str):
+            notes.append(result)
+    groups = tuple(ChannelGroup(g.root, g.width, g.step) for g in found)
+    full = groups[0].width if groups else first.out_channels
+    step = groups[0].step if groups else 1
+    return BlockInfo(index, draft["name"], kind, first.in_channels, last.out_channels, full, full, bool(groups),
+                     removable, tuple(modules), groups, step, tuple(notes))
+
+
+# ----------------------------------------------------------------------------------------- shrinking
+
+
+Importance = Callable[[int, int, nn.Conv2d], torch.Tensor]  # (unit index, group index, root conv) -> scores
+
+
+def l1_importance(_unit: int, _group: int, conv: nn.Conv2d) -> torch.Tensor:
+    """Channel scores by the L1 norm of the root convolution's filters (higher = keep)."""
+    return conv.weight.detach().abs().flatten(1).sum(1)
+
+
+def apply_widths(model: nn.Module, units: Sequence[BlockInfo], widths: Sequence[int], input_shape: Sequence[int],
+                 importance: Importance = l1_importance) -> nn.Module:
+    """Shrink ``model`` (in place) to ``widths``: width 0 removes a unit (its shortcut stays), a smaller width
+    removes each group's least important channels physically (torch-pruning follows every coupled layer)."""
+    if len(widths) != len(units):
+        raise ValueError(f"{len(widths)} widths for {len(units)} blocks")
+    graph = None
+    for unit, width in zip(units, widths):
+        if int(width) == 0 and unit.removable and isinstance(model.get_submodule(unit.name), fx.GraphModule):
+            continue
+        if int(width) == 0:
+            if graph is None:
+                graph = _Graph(model, "model")
+            remove_unit(model, unit, graph.input_nonnegative(unit.name))
+    # Tracing needs shapes only; zeros keep the global RNG untouched (a resumed search replays the same draws).
+    deps = None
+    for index, (unit, width) in enumerate(zip(units, widths)):
+        if int(width) == 0 or not unit.prunable:
+            continue
+        for g, (group, keep) in enumerate(zip(unit.groups, unit.group_widths(int(width)))):
+            conv = model.get_submodule(group.root)
+            if conv.out_channels <= keep:
+                continue
+            deps = deps or tp.DependencyGraph().build_dependency(model, example_inputs=torch.zeros(*input_shape))
+            if group.step > 1:
+                _prune_whole_groups(model, deps, unit, g, keep, importance(index, g, conv))
+                break  # every group of a grouped unit was pruned with the first
+            idxs = torch.argsort(importance(index, g, conv))[: conv.out_channels - keep].tolist()
+            deps.get_pruning_group(conv, tp.prune_conv_out_channels, idxs=idxs).prune()
+    return model
+
+
+def _is_grouped(layer: object) -> bool:
+    return isinstance(layer, nn.Conv2d) and 1 < layer.groups and layer.groups != layer.in_channels
+
+
+def _prune_whole_groups(model: nn.Module, deps: tp.DependencyGraph, unit: BlockInfo, first: int, keep: int,
+                        scores: torch.Tensor) -> None:
+    """Prune a unit built around a grouped convolution by whole convolution groups, the same ones in every
+    channel group that touches it: torch-pruning prunes every other coupled layer (its index pruning of a
+    grouped convolution would break the groups), and the grouped convolution loses those groups here."""
+    step = unit.groups[first].step
+    current = model.get_submodule(unit.groups[first].root).out_channels // step
+    drop = sorted(torch.argsort(scores.view(current, step).sum(1))[: current - keep // step].tolist())
+    plans = []
+    for group in unit.groups:
+        if group.step == 1:
+            continue
+        root = model.get_submodule(group.root)
+        per = root.out_channels // current
+        idxs = [c for d in drop for c in range(d * per, (d + 1) * per)]
+        plans.append(deps.get_pruning_group(root, tp.prune_conv_out_channels, idxs=idxs))
+    grouped: list[nn.Conv2d] = []
+    for plan in plans:
+        for dep, idxs in plan:
+            layer = dep.target.module
+            if _is_grouped(layer):
+                grouped += [] if any(layer is g for g in grouped) else [layer]
+            else:
+                dep(idxs)
+    for layer in grouped:
+        _drop_conv_groups(layer, drop)
+
+
+def _drop_conv_groups(layer: nn.Conv2d, drop: list[int]) -> None:
+    out_per, in_per = layer.out_channels // layer.groups, layer.in_channels // layer.groups
+    keep = [g for g in range(layer.groups) if g not in drop]
+    rows = torch.tensor([g * out_per + i for g in keep for i in range(out_per)])
+    layer.weight = nn.Parameter(layer.weight.detach()[rows].clone())
+    if layer.bias is not None:
+        layer.bias = nn.Parameter(layer.bias.detach()[rows].clone())
+    layer.groups, layer.out_channels, layer.in_channels = len(keep), len(keep) * out_per, len(keep) * in_per
+
+
+def check_widths(units: Sequence[BlockInfo], widths: Sequence[int] | None) -> list[int]:
+    """A width configuration checked against the units; ``None`` means full width everywhere."""
+    if widths is None:
+        return [u.full_width for u in units]
+    widths = [int(w) for w in widths]
+    if len(widths) != len(units):
+        raise ValueError(f"width configuration has {len(widths)} entries, the model has {len(units)} blocks")
+    for i, (w, u) in enumerate(zip(widths, units)):
+        if w == 0 and u.removable:
+            continue
+        if not 1 <= w <= u.full_width:
+            raise ValueError(f"block {i}: inner width {w} outside {'0' if u.removable else '1'}..{u.full_width}")
+        if not u.prunable and w != u.full_width:
+            raise ValueError(f"block {i}: inner width is tied to the block input and must stay {u.full_width}")
+        if w % u.step and w != u.full_width:
+            raise ValueError(f"block {i}: inner width {w} is not a multiple of {u.step} (whole convolution groups)")
+    return widths
