@@ -8,6 +8,8 @@ The public Python API, with the same defaults as the CLI (every ``hirelc`` comma
     run = hd.compress("resnet20", "W.th", "cifar10/", "cpu-ort-1t", "0.5x")  # -> CompressResult (summary, ...)
     manifest = hd.export("resnet20", "W.th", "cifar10/", "cpu-ort-1t", "policy.json", "out/")
     measured = hd.bench("out/model.onnx", "cpu-ort-1t", baseline="out/baseline_fp32.onnx")
+    mine = hd.ModelRef("my_nets.py:build", {"width": 16}, [3, 32, 32])     # your own model: pass it as ``model``
+    blocks = hd.resolve_model(mine).discovery                                 # -> what ``hirelc inspect`` shows
 
 Attributes are imported on first use so that ``import hirelc_deploy`` stays cheap.
 """
@@ -46,6 +48,8 @@ _API = {
     "available_targets": "targets",
     "get_backend": "targets",
     "get_model_spec": "models",
+    "resolve_model": "models",
+    "ModelRef": "records",
 }
 
 __all__ = sorted(_API)

@@ -52,6 +52,14 @@ Workflow (data flows one way: profile -> table -> search -> policy -> export -> 
   --threads N --batch B writes a target for this machine ($HIRELC_HOME/targets).
 
 \b
+  Your own model: every command takes --model path/to/file.py:factory (or
+  package.module:factory) with --model-arg key=value, --input-shape 3x224x224 and
+  --mean/--std; --weights is its state_dict. Run the pre-flight first:
+  hirelc inspect --model my_nets.py:build --input-shape 3x32x32
+     Every block found (kind, inner width, prunable/removable, precisions) and
+     every layer left alone, with the reason.
+
+\b
   NVIDIA GPUs (TensorRT): the same commands with --target trt-h100-b1 (or -b32).
      On a GPU with TensorRT: measured tables, engines (.engine, timing cache, per-layer
      report checked against the policy), CUDA-event latencies. Without one:

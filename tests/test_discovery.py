@@ -1,18 +1,22 @@
 """Automatic block discovery: the zoo's blocks as their architectures define them, and the models users bring
 (defined only in tests/user_models/nets.py): what is found, what is left alone and why, physical pruning, and
-an ONNX Runtime INT8 export that passes its checks."""
+an ONNX Runtime INT8 export that passes its checks, and the TensorRT-bound graph with each block in its precision."""
 
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from torch import nn
 
 from hirelc_deploy.artifacts.artifact import MODEL_NAME, write_artifact
+from hirelc_deploy.artifacts.qdq_check import placement_problems
+from hirelc_deploy.artifacts.trt_onnx import block_precisions, write_trt_onnx
 from hirelc_deploy.models import MODELS, UntraceableModel, discover, get_model_spec, resolve_model
 from hirelc_deploy.policy import Policy
 from hirelc_deploy.records import ModelRef
+from hirelc_deploy.runtime.onnxruntime import reference_outputs
 
 from .conftest import inner_widths
 
@@ -214,3 +218,24 @@ def test_an_untraceable_submodule_is_named():
 
     with pytest.raises(UntraceableModel, match="module 'gate'"):
         discover(Net(), (3, 8, 8))
+
+
+@pytest.mark.parametrize("factory", list(USER_BLOCKS))
+def test_tensorrt_bound_onnx_of_a_user_model_places_every_precision(factory, tmp_path):
+    spec = user(factory)
+    widths = _half(spec)
+    model = spec.build(widths)
+    precisions = [("int8", "fp16", "fp32")[i % 3] for i in range(len(widths))]
+    expected = block_precisions(spec.blocks(), widths, precisions)
+    rng = np.random.default_rng(0)
+    calibration = [rng.standard_normal((2, *SHAPE)).astype(np.float32) for _ in range(2)]
+    write_trt_onnx(model, expected, (2, *SHAPE), calibration, tmp_path / "model.onnx")
+    assert placement_problems(onnx.load(str(tmp_path / "model.onnx")), expected) == []
+    mixed = reference_outputs(tmp_path / "model.onnx", calibration[:1], basic_only=True)
+    assert mixed.shape == (2, 10) and np.isfinite(mixed).all()
+    # The same graph with every block FP32 computes what PyTorch does.
+    write_trt_onnx(model, dict.fromkeys(expected, "fp32"), (2, *SHAPE), (), tmp_path / "fp32.onnx")
+    out = reference_outputs(tmp_path / "fp32.onnx", calibration[:1], basic_only=True)
+    with torch.no_grad():
+        reference = model(torch.from_numpy(calibration[0])).numpy()
+    assert np.abs(out - reference).max() <= 1e-4 * max(1.0, np.abs(reference).max())

@@ -63,10 +63,10 @@ class BlockInfo:
     kind: str  # basic, bottleneck, inverted_residual, grouped, chain (+se)
     in_channels: int
     out_channels: int
-    inner_width: int
-    full_width: int
+    full_width: int  # inner channels of the uncompressed model (the first channel group's width)
     prunable: bool
     removable: bool = False
+    input_nonnegative: bool = False  # its input is a ReLU output: once removed, an identity shortcut needs none
     modules: tuple[str, ...] = ()  # module paths whose operations belong to the unit
     groups: tuple[ChannelGroup, ...] = ()
     step: int = 1  # inner widths are multiples of this (grouped convolutions)
@@ -236,7 +236,15 @@ def _residual(gm: fx.GraphModule, branch_roots: set[str]) -> _Residual | str:
     return "its shortcut depends on its branch"
 
 
-def remove_unit(model: nn.Module, unit: BlockInfo, input_nonnegative: bool) -> None:
+def _branch_convs(module: nn.Module, name: str, groups: Sequence[ChannelGroup]) -> set[str]:
+    """The convolutions (paths inside ``module``) that only the residual branch may hold: the roots of the
+    block's channel groups, or every convolution of a block without groups."""
+    if groups:
+        return {g.root.removeprefix(name + ".") for g in groups}
+    return {path for path, layer in module.named_modules() if isinstance(layer, nn.Conv2d)}
+
+
+def remove_unit(model: nn.Module, unit: BlockInfo) -> None:
     """Replace the unit's module by its shortcut alone (physically: the branch's parameters leave the model).
 
     The unit's module becomes an fx ``GraphModule`` computing ``act(shortcut(x))``; the activation is dropped
@@ -246,13 +254,11 @@ def remove_unit(model: nn.Module, unit: BlockInfo, input_nonnegative: bool) -> N
     if not unit.removable:
         raise ValueError(f"{unit.name}: has no shortcut to replace it and cannot be removed")
     module = model.get_submodule(unit.name)
-    gm = trace(module, unit.name)
-    roots = {g.root.removeprefix(unit.name + ".") for g in unit.groups}
-    found = _residual(gm, roots)
+    found = _residual(gm := trace(module, unit.name), _branch_convs(module, unit.name, unit.groups))
     if isinstance(found, str):
         raise ValueError(f"{unit.name}: {found}")
     found.add.replace_all_uses_with(found.shortcut)
-    if _nonnegative(gm, found.shortcut, input_nonnegative):
+    if _nonnegative(gm, found.shortcut, unit.input_nonnegative):
         for act in found.activations:
             act.replace_all_uses_with(act.args[0])
     gm.graph.eliminate_dead_code()
@@ -273,7 +279,6 @@ class _Group:
     ops: set[str]  # kinds of functional operations the channels pass through
     lca: str = ROOT
     step: int = 1
-    depthwise: bool = False
 
     @property
     def consumers(self) -> list[str]:
@@ -310,21 +315,14 @@ def _channel_groups(model: nn.Module, graph: tp.DependencyGraph, convs: list[str
                 continue
             name = names[target]
             out = graph.is_out_channel_pruning_fn(dep.handler)
-            if isinstance(target, nn.Linear):
-                ops.add("linear_out" if out else "linear_in")
+            if isinstance(target, nn.Linear) and not out:
+                ops.add("linear_in")
             members.setdefault(name, "out" if out else "in")
             if out and isinstance(target, nn.Conv2d):
                 covered.add(name)
-        step = 1
-        for name in members:
-            layer = model.get_submodule(name)
-            if isinstance(layer, nn.Conv2d) and 1 < layer.groups < layer.in_channels:
-                step = max(step, layer.in_channels // layer.groups)
-                ops.add("grouped")
-            elif isinstance(layer, nn.Conv2d) and layer.groups == layer.in_channels > 1 and name != path:
-                ops.add("depthwise")
-        if isinstance(model.get_submodule(path), nn.Conv2d) and conv.groups == conv.in_channels > 1:
-            ops.add("depthwise")
+        # A grouped convolution's channels go in whole groups (its in-channels per group at a time).
+        step = max([1] + [layer.in_channels // layer.groups for layer in map(model.get_submodule, members)
+                          if _is_grouped(layer)])
         groups.append(_Group(path, conv.out_channels, members, ops, _common(list(members)), step))
     return groups
 
@@ -533,10 +531,10 @@ def _unit(model: nn.Module, graph: _Graph, index: int, draft: dict) -> BlockInfo
     else:
         kind = _kind(model, [c for c in convs if any(c in g.members for g in found)] or convs, found,
                      graph.residual(draft["name"]))
+        module = model.get_submodule(draft["name"])
+        groups = [ChannelGroup(g.root, g.width, g.step) for g in found]
         try:
-            result = _residual(trace(model.get_submodule(draft["name"]), draft["name"]),
-                               {g.root.removeprefix(draft["name"] + ".") for g in found}
-                               or {c.removeprefix(draft["name"] + ".") for c in convs})
+            result = _residual(trace(module, draft["name"]), _branch_convs(module, draft["name"], groups))
         except UntraceableModel as exc:
             result = str(exc)
         removable = not isinstance(result, str)
@@ -545,8 +543,9 @@ def _unit(model: nn.Module, graph: _Graph, index: int, draft: dict) -> BlockInfo
     groups = tuple(ChannelGroup(g.root, g.width, g.step) for g in found)
     full = groups[0].width if groups else first.out_channels
     step = groups[0].step if groups else 1
-    return BlockInfo(index, draft["name"], kind, first.in_channels, last.out_channels, full, full, bool(groups),
-                     removable, tuple(modules), groups, step, tuple(notes))
+    nonnegative = removable and graph.input_nonnegative(draft["name"])
+    return BlockInfo(index, draft["name"], kind, first.in_channels, last.out_channels, full, bool(groups),
+                     removable, nonnegative, tuple(modules), groups, step, tuple(notes))
 
 
 # ----------------------------------------------------------------------------------------- shrinking
@@ -566,14 +565,9 @@ def apply_widths(model: nn.Module, units: Sequence[BlockInfo], widths: Sequence[
     removes each group's least important channels physically (torch-pruning follows every coupled layer)."""
     if len(widths) != len(units):
         raise ValueError(f"{len(widths)} widths for {len(units)} blocks")
-    graph = None
     for unit, width in zip(units, widths):
-        if int(width) == 0 and unit.removable and isinstance(model.get_submodule(unit.name), fx.GraphModule):
-            continue
-        if int(width) == 0:
-            if graph is None:
-                graph = _Graph(model, "model")
-            remove_unit(model, unit, graph.input_nonnegative(unit.name))
+        if int(width) == 0 and not isinstance(model.get_submodule(unit.name), fx.GraphModule):  # not yet removed
+            remove_unit(model, unit)
     # Tracing needs shapes only; zeros keep the global RNG untouched (a resumed search replays the same draws).
     deps = None
     for index, (unit, width) in enumerate(zip(units, widths)):
