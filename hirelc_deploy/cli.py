@@ -119,7 +119,8 @@ def profile_cmd(
     std: Optional[str] = norm_option("--std"),
     target: str = typer.Option(..., "--target", "-t", help="Target name (see `hirelc targets`) or a .toml path."),
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write the table "
-                                       "(default $HIRELC_HOME/tables/MODEL__TARGET.json)."),
+                                       "(default $HIRELC_HOME/tables/MODEL__TARGET.json; for your own model MODEL "
+                                       "is the factory's name and a digest of its arguments and input)."),
     validate_n: int = typer.Option(0, "--validate", min=0, help="Also export N random configurations and "
                                    "compare predicted with measured latency."),
     table_path: Optional[Path] = typer.Option(None, "--table", help="Validate this existing table instead of "

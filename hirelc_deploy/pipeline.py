@@ -19,6 +19,7 @@ from .artifacts.manifest import Manifest
 from .latency.profile import Progress
 from .latency.table import LatencyTable
 from .models import ModelSpec, as_spec, load_weights
+from .models.discovery import check_widths
 from .records import ModelRef
 from .policy import Policy
 from .search import nearest_widths, plan_policy
@@ -59,13 +60,22 @@ class PreparedData:
 
 def check_dataset(spec: ModelSpec, data: Path, splits: tuple[str, ...] = ("train", "test")) -> None:
     """Open every split a run will read and check its class count, before any long work starts."""
+    _check_rgb(spec)
     for split in splits:
         check_classes(open_dataset(data, split), spec.num_classes, data)
+
+
+def _check_rgb(spec: ModelSpec) -> None:
+    """Images are read as RGB: a model taking another channel count can be profiled, not fed our data."""
+    if spec.input_shape[0] != 3:
+        raise InputError(f"--input-shape {'x'.join(map(str, spec.input_shape))}: images are read as RGB (3 "
+                         f"channels), the model takes {spec.input_shape[0]}")
 
 
 def prepare_data(spec: ModelSpec, data: Path, config: DataConfig, on_image: Callable[[], None] | None = None
                  ) -> PreparedData:
     """Split the train split of ``data`` into train / held-out (stratified, seeded) and decode the parts used."""
+    _check_rgb(spec)
     dataset = open_dataset(data, "train")
     check_classes(dataset, spec.num_classes, data)
     train_idx, held_idx = stratified_split(dataset_labels(dataset), config.heldout_fraction, config.seed)
@@ -112,6 +122,10 @@ def check_policy(spec: ModelSpec, policy: Policy, target: Target) -> None:
         raise InputError(f"--policy: written for target {policy.target}, not {target.name}")
     policy.check_against([b.name for b in blocks], [b.full_width for b in blocks], target.precisions, "--policy",
                          [b.removable for b in blocks])
+    try:
+        check_widths(blocks, policy.widths)
+    except ValueError as exc:
+        raise InputError(f"--policy: {exc}") from None
 
 
 def apply_policy(teacher: nn.Module, spec: ModelSpec, policy: Policy, data: PreparedData, config: DataConfig,

@@ -177,3 +177,28 @@ def test_bad_model_flags(compress_args, monkeypatch, capsys):
     assert "--model-arg: the built-in model resnet20" in fails(monkeypatch, capsys,
                                                               *args(**{"--model": "resnet20"}), "--model-arg", "a=1")
     assert not run.exists()
+
+
+def test_model_args_must_survive_a_json_round_trip():
+    from hirelc_deploy.errors import InputError
+    from hirelc_deploy.models.user_model import parse_model_args
+
+    assert parse_model_args(["stages=(2, 2)", "name=wide", "se=True"]) == {"stages": [2, 2], "name": "wide",
+                                                                           "se": True}
+    with pytest.raises(InputError, match="--model-arg 'widths={1, 2}'"):
+        parse_model_args(["widths={1, 2}"])
+
+
+def test_a_policy_with_a_width_between_whole_groups_is_one_line(monkeypatch, capsys, tmp_path, tiny_target,
+                                                                 tiny_cifar):
+    spec = resolve_model(ModelRef(f"{NETS}:resnext", {}, SHAPE))
+    weights = tmp_path / "w.pt"
+    torch.save(spec.make().state_dict(), weights)
+    names = [b.name for b in spec.blocks()]
+    policy = {"schema_version": 1, "model": spec.name, "target": tiny_target.name, "latency_kind": "measured",
+              "blocks": [{"name": n, "width": w, "precision": "fp32"} for n, w in zip(names, [16, 6, 32, 32])]}
+    (tmp_path / "policy.json").write_text(json.dumps(policy))
+    line = fails(monkeypatch, capsys, "export", "--model", f"{NETS}:resnext", "--input-shape", SHAPE_FLAG,
+                 "--weights", str(weights), "--data", str(tiny_cifar), "--target", tiny_target.path,
+                 "--policy", str(tmp_path / "policy.json"), "--out", str(tmp_path / "out"))
+    assert "--policy: block 1: inner width 6 is not a multiple of 4" in line and not (tmp_path / "out").exists()

@@ -54,9 +54,9 @@ from hirelc_deploy.settings import REPO_ROOT, shared_dir
 
 MODELS_FILE = "tools/your_models.py"
 INPUT_SHAPE = "3x32x32"
-DEFAULT_EPOCHS = {"vgg_small": 4.0, "resnext_small": 5.0}
+DEFAULT_EPOCHS = {"vgg_small": 3.0, "resnext_small": 5.0}
 PHASES = ("train", "profile", "compress")
-console = Console()
+console = Console() if sys.stdout.isatty() else Console(width=240)  # log files: no wrapping at 80
 
 
 # ---------------------------------------------------------------------------------------------- bookkeeping
@@ -77,7 +77,7 @@ class ProgressLog:
         entry = f"{now()}  {text}"
         with self.path.open("a") as f:
             f.write(entry + "\n")
-        console.print(entry, highlight=False, markup=False)
+        console.print(entry, highlight=False, markup=False, soft_wrap=True)
 
     def start(self, model: str, phase: str, timing: str, detail: str = "") -> float:
         self.line(f"[{model}] {phase} START (timing: {timing}){' ' + detail if detail else ''}")
@@ -228,7 +228,7 @@ def train(name: str, train_set: ImageSet, test_set: ImageSet, epochs: float, arg
             schedule.step()
             step += 1
             seen += len(y)
-            loss_sum += float(loss) * len(y)
+            loss_sum += loss.item() * len(y)
             correct += int((logits.argmax(1) == y).sum())
             if step % 50 == 0 or step == total:
                 console.print(f"  {name} epoch {epoch} step {step}/{total} loss {loss_sum / seen:.3f} "
@@ -346,37 +346,45 @@ def pct(x) -> str:
 
 
 def print_table(results: dict) -> None:
-    table = Table(title=f"bring your own model on {results['target']} ({results['machine']['cpu']})")
-    for col in ("model", "params", "train", "test top-1", "val FP32 med/max %", "val mixed med/max %",
-                "uncompressed ms", "compressed ms", "speedup", "budget ms", "verdict", "top-1 before>after",
-                "MB before>after", "compress"):
-        table.add_column(col, justify="left" if col in ("model", "verdict") else "right")
+    """Two tables: training and latency-table validation, then the compress run."""
+    first = Table(title=f"training and profile --validate on {results['target']} ({results['machine']['cpu']})")
+    for col in ("model", "params", "epochs", "train wall", "test top-1 (torch)", "blocks",
+                "FP32 |err| med / max", "mixed/INT8 |err| med / max", "all max", "profile wall"):
+        first.add_column(col, justify="left" if col == "model" else "right")
+    second = Table(title=f"compress --latency-budget {results['settings']['budget']} (measured on the exported "
+                         "engine: median over fresh processes \\[min-max])")
+    for col in ("model", "uncompressed ms", "compressed ms", "speedup", "budget ms", "verdict", "top-1 before",
+                "top-1 after", "MB before", "MB after", "compress wall"):
+        second.add_column(col, justify="left" if col in ("model", "verdict") else "right")
     for name, r in results["models"].items():
         t, p, c = r.get("train") or {}, r.get("profile") or {}, r.get("compress") or {}
         v = (p.get("summary") or {}).get("validation") or {}
+        units = (((r.get("inspect") or {}).get("result") or {}).get("units")) or []
 
         def val(group, v=v):
             g = v.get(group) or {}
-            return f"{g['median_ape']:.2f} / {g['max_ape']:.2f} (n={g['count']})" if g.get("count") else "-"
+            return f"{g['median_ape']:.2f}% / {g['max_ape']:.2f}% (n={g['count']})" if g.get("count") else "-"
 
-        f = c.get("figures") or {}
+        first.add_row(name, f"{t['params'] / 1e6:.3f} M" if t.get("params") else "-", f"{t.get('epochs', '-')}",
+                      f"{t['wall_s'] / 60:.1f} min" if t.get("wall_s") else "-", pct(t.get("test_top1_torch")),
+                      str(len(units)) if units else "-", val("fp32"), val("int8_or_mixed"),
+                      f"{v['all']['max_ape']:.2f}%" if v.get("all", {}).get("count") else
+                      (p.get("error", "-")[-60:] if p.get("error") else "-"),
+                      f"{p['wall_s'] / 60:.1f} min" if p.get("wall_s") else "-")
+        f = c.get("figures")
+        if not f:
+            second.add_row(name, *["-"] * 4, (c.get("error") or "not run")[-80:], *["-"] * 5)
+            continue
 
         def lat(key, f=f):
-            if key not in f:
-                return "-"
             lo, hi = f[f"{key}_spread_ms"]
             return f"{f[f'{key}_ms']:.4f} [{lo:.4f}-{hi:.4f}]"
 
-        table.add_row(
-            name, f"{t['params'] / 1e6:.3f} M" if t.get("params") else "-",
-            f"{t['epochs']} ep, {t['train_s'] / 60:.1f} min" if t.get("train_s") else "-",
-            pct(t.get("test_top1_torch")), val("fp32"), val("int8_or_mixed"), lat("uncompressed"), lat("compressed"),
-            f"{f['speedup']:.2f}x" if f else "-", f"{f['budget_ms']:.4f}" if f else "-",
-            f.get("verdict", c.get("error", "-")[-60:] if c.get("error") else "-"),
-            f"{pct(f.get('top1_before'))} > {pct(f.get('top1_after'))}" if f else "-",
-            f"{f['bytes_before'] / 1e6:.2f} > {f['bytes_after'] / 1e6:.2f}" if f else "-",
-            f"{c['wall_s'] / 60:.1f} min" if c.get("wall_s") else "-")
-    console.print(table)
+        second.add_row(name, lat("uncompressed"), lat("compressed"), f"{f['speedup']:.2f}x", f"{f['budget_ms']:.4f}",
+                       f["verdict"], pct(f["top1_before"]), pct(f["top1_after"]), f"{f['bytes_before'] / 1e6:.3f}",
+                       f"{f['bytes_after'] / 1e6:.3f}", f"{c['wall_s'] / 60:.1f} min")
+    console.print(first)
+    console.print(second)
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -397,7 +405,7 @@ def main() -> None:
     parser.add_argument("--models", default="vgg_small,resnext_small")
     parser.add_argument("--epochs", default=",".join(f"{k}={v:g}" for k, v in DEFAULT_EPOCHS.items()),
                         help="training epochs: one number for every model, or NAME=E,NAME=E")
-    parser.add_argument("--evals", type=int, default=60, help="compress --evals")
+    parser.add_argument("--evals", type=int, default=80, help="compress --evals")
     parser.add_argument("--finetune-epochs", type=float, default=1.0, help="compress --finetune-epochs")
     parser.add_argument("--validate", type=int, default=8, help="profile --validate")
     parser.add_argument("--budget", default="0.5x")

@@ -5,10 +5,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ..records import ModelRef, Record
 from ..runs import sha256
+
+if TYPE_CHECKING:
+    from ..models import ModelSpec
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -33,7 +36,7 @@ class Manifest(Record):
     backend: str = "onnxruntime"  # what the artifact is built for: onnxruntime or tensorrt
     engine: dict = field(default_factory=dict)  # tensorrt: whether the engine was built (or why not) and how
     created: str = ""
-    model_ref: dict = field(default_factory=dict)  # ModelRef: how to build the model again (factory, input)
+    model_ref: ModelRef | None = None  # how to build the model again (factory, input shape, normalisation)
     schema_version: int = SCHEMA_VERSION
 
     def write(self, directory: Path) -> Path:
@@ -52,12 +55,11 @@ class Manifest(Record):
         return problems
 
 
-def model_ref_of(spec) -> dict:
+def model_ref_of(spec: ModelSpec) -> ModelRef:
     """The manifest's record of a ``ModelSpec``: its reference with the input shape and normalisation it
     resolved to (``hirelc bench`` reads the normalisation from here, without running a user's code)."""
     ref = spec.ref or ModelRef(spec.name)
-    return dataclasses.asdict(dataclasses.replace(ref, input_shape=list(spec.input_shape), mean=list(spec.mean),
-                                                  std=list(spec.std)))
+    return dataclasses.replace(ref, input_shape=list(spec.input_shape), mean=list(spec.mean), std=list(spec.std))
 
 
 def file_entry(path: Path) -> dict:

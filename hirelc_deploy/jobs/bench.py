@@ -46,8 +46,8 @@ def normalization_of(artifact: Path) -> Normalize:
     except HirelcError:
         return DEFAULT_NORMALIZE
     ref = manifest.model_ref
-    if ref.get("mean") and ref.get("std"):
-        return Normalize(tuple(ref["mean"]), tuple(ref["std"]))
+    if ref is not None and ref.mean and ref.std:
+        return Normalize(tuple(ref.mean), tuple(ref.std))
     try:
         spec = get_model_spec(manifest.model)
     except HirelcError:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import InputError, TableError
-from ..latency.profile import Progress, measured_table, profile_steps
+from ..latency.profile import Progress, measured_table, model_input_shape, profile_steps
 from ..latency.roofline import predict_table
 from ..latency.table import LatencyTable, default_table_path, load_table
 from ..latency.validate import ValidationReport, validate, validate_steps
@@ -126,6 +126,9 @@ def _grid_reason(table: LatencyTable, spec: ModelSpec, target: Target) -> str | 
     if table.model != spec.name or table.target != target.name:
         return f"it is for {table.model} on {table.target}"
     blocks = spec.blocks()
+    shape = list(model_input_shape(spec, target))
+    if list(table.input_shape) != shape:
+        return f"it was measured with input {table.input_shape}, not {shape}"
     if [b.name for b in table.blocks] != [b.name for b in blocks]:
         return "its blocks are not the model's (the model changed since it was measured)"
     if ([list(b.widths) for b in table.blocks] != target.width_grid(blocks)

@@ -132,7 +132,8 @@ def trace(model: nn.Module, label: str = "model") -> fx.GraphModule:
 
 
 def _stack(node: fx.Node) -> list[str]:
-    return list(node.meta.get("nn_module_stack", {}))
+    """Module paths the node runs inside, outermost first (fx names a module's later calls ``path@N``)."""
+    return list(dict.fromkeys(path.split("@")[0] for path in node.meta.get("nn_module_stack", {})))
 
 
 def _inside(path: str, module: str) -> bool:
@@ -186,9 +187,13 @@ def _nonnegative(gm: fx.GraphModule, node: object, input_nonnegative: bool) -> b
     if _is_relu(gm, node):
         return True
     tensors = [a for a in node.args if isinstance(a, fx.Node)]
-    passes = ((node.op == "call_module" and isinstance(gm.get_submodule(node.target), _PASS_SIGN_MODULES))
-              or (node.op == "call_function" and node.target in _PASS_SIGN_FUNCTIONS)
-              or _is_add(node))
+    if _is_add(node):  # the sum of two non-negative tensors; a constant or a scaled operand may not be
+        passes = len(tensors) == len(node.args) and not node.kwargs
+    elif node.target is F.pad:  # zero padding only
+        passes = len(node.args) < 4 and node.kwargs.get("value") in (None, 0, 0.0)
+    else:
+        passes = ((node.op == "call_module" and isinstance(gm.get_submodule(node.target), _PASS_SIGN_MODULES))
+                  or (node.op == "call_function" and node.target in _PASS_SIGN_FUNCTIONS))
     return passes and bool(tensors) and all(_nonnegative(gm, a, input_nonnegative) for a in tensors)
 
 
@@ -230,10 +235,12 @@ def _residual(gm: fx.GraphModule, branch_roots: set[str]) -> _Residual | str:
     def convs(n: fx.Node) -> set[str]:
         return {str(x.target) for x in _ancestors(n) | {n} if x.op == "call_module" and str(x.target) in branch_roots}
 
+    inputs = {n for n in gm.graph.nodes if n.op == "placeholder"}
     for branch, shortcut in ((a, b), (b, a)):
-        if convs(branch) and not convs(shortcut) and branch not in _ancestors(shortcut):
+        from_input = shortcut in inputs or bool(inputs & _ancestors(shortcut))
+        if convs(branch) and not convs(shortcut) and branch not in _ancestors(shortcut) and from_input:
             return _Residual(node, shortcut, tuple(acts))
-    return "its shortcut depends on its branch"
+    return "no shortcut from its input that stands apart from its branch"
 
 
 def _branch_convs(module: nn.Module, name: str, groups: Sequence[ChannelGroup]) -> set[str]:
@@ -285,14 +292,15 @@ class _Group:
         return [m for m, side in self.members.items() if side == "in"]
 
 
-def _op_kind(module: object) -> str | None:
+def _op_kind(graph: tp.DependencyGraph, module: object) -> str | None:
     if isinstance(module, tp.ops._ConcatOp):
         return "concat"
     if isinstance(module, (tp.ops._ReshapeOp, tp.ops._SplitOp, tp.ops._UnbindOp, tp.ops._ExpandOp, tp.ops._SliceOp)):
         return "reshape"
-    if isinstance(module, tp.ops._ElementWiseOp):
-        name = str(module._grad_fn).lower()
-        return "add" if "add" in name else "mul" if "mul" in name else None
+    # An add of two traced tensors couples channels (a residual stream); a constant added (x + 3 in a
+    # hard-swish) is one input and couples nothing.
+    if isinstance(module, tp.ops._ElementWiseOp) and str(module._grad_fn).startswith("AddBackward"):
+        return "add" if len(graph.module2node[module].inputs) >= 2 else None
     return None
 
 
@@ -308,7 +316,7 @@ def _channel_groups(model: nn.Module, graph: tp.DependencyGraph, convs: list[str
         ops: set[str] = set()
         for dep, _ in group:
             target = dep.target.module
-            kind = _op_kind(target)
+            kind = _op_kind(graph, target)
             if kind:
                 ops.add(kind)
             if not isinstance(target, nn.Module) or target not in names:
@@ -320,9 +328,11 @@ def _channel_groups(model: nn.Module, graph: tp.DependencyGraph, convs: list[str
             members.setdefault(name, "out" if out else "in")
             if out and isinstance(target, nn.Conv2d):
                 covered.add(name)
-        # A grouped convolution's channels go in whole groups (its in-channels per group at a time).
-        step = max([1] + [layer.in_channels // layer.groups for layer in map(model.get_submodule, members)
-                          if _is_grouped(layer)])
+        # A grouped convolution's channels go in whole groups: its input channels per group on its input side,
+        # its output channels per group on its output side.
+        layers = {name: model.get_submodule(name) for name in members}
+        step = max([1] + [(layer.out_channels if name == path else layer.in_channels) // layer.groups
+                          for name, layer in layers.items() if _is_grouped(layer)])
         groups.append(_Group(path, conv.out_channels, members, ops, _common(list(members)), step))
     return groups
 
@@ -341,9 +351,8 @@ def _left_reason(group: _Group) -> str | None:
 # ------------------------------------------------------------------------------------------- discovery
 
 
-def _kind(model: nn.Module, convs: Sequence[str], groups: Sequence[_Group], residual: bool) -> str:
+def _kind(model: nn.Module, convs: Sequence[str], residual: bool, gated: bool) -> str:
     layers = [model.get_submodule(c) for c in convs]
-    ops = set().union(*(g.ops for g in groups)) if groups else set()
     if any(layer.groups == layer.in_channels > 1 for layer in layers):
         kind = "inverted_residual"
     elif any(1 < layer.groups < layer.in_channels for layer in layers):
@@ -352,7 +361,7 @@ def _kind(model: nn.Module, convs: Sequence[str], groups: Sequence[_Group], resi
         kind = "chain"
     else:
         kind = "basic" if len(convs) <= 2 else "bottleneck"
-    return kind + ("+se" if "mul" in ops else "")
+    return kind + ("+se" if gated else "")
 
 
 class _Graph:
@@ -361,6 +370,9 @@ class _Graph:
     def __init__(self, model: nn.Module, label: str):
         self.gm = trace(model, label)
         self.nodes = list(self.gm.graph.nodes)
+        # A module called more than once (one ReLU for every layer) belongs to no one block.
+        self.shared = {path.split("@")[0] for n in self.nodes for path in n.meta.get("nn_module_stack", {})
+                       if "@" in path}
         self.order: dict[str, int] = {}
         self.last: dict[str, int] = {}
         for i, node in enumerate(self.nodes):
@@ -373,7 +385,8 @@ class _Graph:
     def children(self, container: str) -> list[str]:
         """Direct children of a module that run, in execution order."""
         depth = 0 if container == ROOT else container.count(".") + 1
-        found = {p for p in self.order if _inside(p, container) and p != container and p.count(".") == depth}
+        found = {p for p in self.order if _inside(p, container) and p != container and p.count(".") == depth
+                 and p not in self.shared}
         return sorted(found, key=self.order.__getitem__)
 
     def spans(self, members: Sequence[str], module: str) -> bool:
@@ -381,20 +394,35 @@ class _Graph:
         return (any(self.order[m] < self.order[module] for m in members)
                 and any(self.order[m] > self.last[module] for m in members))
 
+    def pools(self, module: str) -> bool:
+        """Whether ``module`` pools globally inside (the squeeze of a squeeze-excitation gate)."""
+        return any((node.op == "call_module" and isinstance(self.gm.get_submodule(node.target), nn.AdaptiveAvgPool2d))
+                   or (node.op == "call_function" and node.target is F.adaptive_avg_pool2d)
+                   or (node.op == "call_method" and node.target == "mean") for node in self.inside(module))
+
+    def inside(self, module: str) -> set[fx.Node]:
+        """The nodes that run inside ``module``."""
+        return {n for n in self.nodes if any(_inside(p, module) for p in _stack(n))
+                or (n.op == "call_module" and _inside(str(n.target), module))}
+
     def residual(self, module: str) -> bool:
         """Whether an add runs directly in ``module``'s own forward (a residual unit's join)."""
         return module != ROOT and any(_is_add(n) and _stack(n) and _stack(n)[-1] == module for n in self.nodes)
 
     def input_nonnegative(self, module: str) -> bool:
         """Whether the tensor entering ``module`` is provably >= 0."""
-        inside = {n for n in self.nodes if any(_inside(p, module) for p in _stack(n))
-                  or (n.op == "call_module" and _inside(str(n.target), module))}
+        inside = self.inside(module)
         inputs = {a for n in inside for a in n.all_input_nodes if a not in inside}
         return len(inputs) == 1 and _nonnegative(self.gm, next(iter(inputs)), False)
 
 
 def _convs_in(graph: _Graph, modules: Sequence[str]) -> list[str]:
     return [c for c in graph.convs if any(_inside(c, m) for m in modules)]
+
+
+def _passive(module: nn.Module) -> bool:
+    """A module a pair may end with: a norm, or one without parameters (activation, pool, dropout)."""
+    return isinstance(module, nn.modules.batchnorm._BatchNorm) or not any(True for _ in module.parameters())
 
 
 def _pair_name(first: str, last: str) -> str:
@@ -406,10 +434,14 @@ def _pair_name(first: str, last: str) -> str:
 
 def _lift(graph: _Graph, module: str) -> str:
     """The module a group's unit is: its lowest common module, lifted through wrappers (a ``conv`` Sequential
-    inside a block) up to the module holding the residual add, never to one holding other convolutions."""
+    inside a block) up to the module holding the residual add, never to one holding other convolutions than
+    its shortcut's."""
     while module != ROOT and not graph.residual(module):
         parent = _parent(module)
-        if parent == ROOT or set(_convs_in(graph, [parent])) - set(_convs_in(graph, [module])):
+        if parent == ROOT:
+            break
+        # The parent's add joins this branch to a shortcut (which may hold a projection convolution).
+        if not graph.residual(parent) and set(_convs_in(graph, [parent])) - set(_convs_in(graph, [module])):
             break
         module = parent
     return module
@@ -439,6 +471,12 @@ def discover(model: nn.Module, input_shape: Sequence[int], label: str = "model")
     parts = {inner: g.lca for g in candidates for inner in lcas
              if inner != g.lca and _inside(inner, g.lca) and graph.spans(g.members, inner)
              and any(side == "out" and _inside(m, inner) for m, side in g.members.items())}
+    # A residual block holding groups of modules that are not residual blocks themselves (a squeeze-excitation
+    # gate on the residual branch) is one block with them.
+    for outer in lcas:
+        nested = [inner for inner in lcas if inner != outer and _inside(inner, outer)]
+        if graph.residual(outer) and nested and not any(graph.residual(inner) for inner in nested):
+            parts.update(dict.fromkeys(nested, outer))
     for g in candidates:
         while g.lca in parts:
             g.lca = parts[g.lca]
@@ -486,7 +524,8 @@ def discover(model: nn.Module, input_shape: Sequence[int], label: str = "model")
     in_units = {c for u in units for c in _convs_in(graph, u.modules)}
     alone = [LeftAlone((c,), left.get(c, "a single layer between units (stem or transition): kept FP32"))
              for c in graph.convs if c not in in_units]
-    alone += [LeftAlone((n,), "the classifier") for n, m in model.named_modules() if isinstance(m, nn.Linear)
+    alone += [LeftAlone((n,), "a linear layer outside every block (the classifier)")
+              for n, m in model.named_modules() if isinstance(m, nn.Linear)
               and not any(_inside(n, mod) for u in units for mod in u.modules)]
     return Discovery(units, alone)
 
@@ -510,7 +549,8 @@ def _pairs(graph: _Graph, container: str, chain: list[_Group], left: dict[str, s
     for draft, after in zip(drafts, drafts[1:] + [None]):
         stop = after["start"] if after else len(children)
         end = draft["end"]
-        while end + 1 < stop and not _convs_in(graph, [children[end + 1]]):
+        # Through the pair's own norms, activations and pools; never into a classifier or any other layer.
+        while end + 1 < stop and _passive(graph.gm.get_submodule(children[end + 1])):
             end += 1
         draft["modules"] = tuple(children[draft.pop("start"): end + 1])
         draft.pop("end")
@@ -524,15 +564,15 @@ def _unit(model: nn.Module, graph: _Graph, index: int, draft: dict) -> BlockInfo
     convs = _convs_in(graph, modules)
     first, last = model.get_submodule(convs[0]), model.get_submodule(convs[-1])
     notes = list(draft.get("notes", ()))
+    groups = tuple(ChannelGroup(g.root, g.width, g.step) for g in found)
     removable = False
     if draft.get("pair"):
         kind = "chain"
         notes.append("a plain stack: no shortcut to stand in for it")
     else:
-        kind = _kind(model, [c for c in convs if any(c in g.members for g in found)] or convs, found,
-                     graph.residual(draft["name"]))
+        kind = _kind(model, [c for c in convs if any(c in g.members for g in found)] or convs,
+                     graph.residual(draft["name"]), graph.pools(draft["name"]))
         module = model.get_submodule(draft["name"])
-        groups = [ChannelGroup(g.root, g.width, g.step) for g in found]
         try:
             result = _residual(trace(module, draft["name"]), _branch_convs(module, draft["name"], groups))
         except UntraceableModel as exc:
@@ -540,11 +580,16 @@ def _unit(model: nn.Module, graph: _Graph, index: int, draft: dict) -> BlockInfo
         removable = not isinstance(result, str)
         if isinstance(result, str):
             notes.append(result)
-    groups = tuple(ChannelGroup(g.root, g.width, g.step) for g in found)
+    prunable = bool(groups)
+    for conv in (c for c in convs if _is_grouped(model.get_submodule(c))):
+        # Whole groups can only go where both sides of the grouped convolution are this block's own channels.
+        if found and not (any(g.root == conv for g in found) and any(g.members.get(conv) == "in" for g in found)):
+            prunable = False
+            notes.append(f"grouped convolution {conv} takes or gives channels that are not the block's own")
     full = groups[0].width if groups else first.out_channels
     step = groups[0].step if groups else 1
     nonnegative = removable and graph.input_nonnegative(draft["name"])
-    return BlockInfo(index, draft["name"], kind, first.in_channels, last.out_channels, full, bool(groups),
+    return BlockInfo(index, draft["name"], kind, first.in_channels, last.out_channels, full, prunable,
                      removable, nonnegative, tuple(modules), groups, step, tuple(notes))
 
 
@@ -573,14 +618,16 @@ def apply_widths(model: nn.Module, units: Sequence[BlockInfo], widths: Sequence[
     for index, (unit, width) in enumerate(zip(units, widths)):
         if int(width) == 0 or not unit.prunable:
             continue
+        grouped_done = False
         for g, (group, keep) in enumerate(zip(unit.groups, unit.group_widths(int(width)))):
             conv = model.get_submodule(group.root)
-            if conv.out_channels <= keep:
+            if conv.out_channels <= keep or (group.step > 1 and grouped_done):
                 continue
             deps = deps or tp.DependencyGraph().build_dependency(model, example_inputs=torch.zeros(*input_shape))
-            if group.step > 1:
+            if group.step > 1:  # every group around the grouped convolution goes with the first
                 _prune_whole_groups(model, deps, unit, g, keep, importance(index, g, conv))
-                break  # every group of a grouped unit was pruned with the first
+                grouped_done = True
+                continue
             idxs = torch.argsort(importance(index, g, conv))[: conv.out_channels - keep].tolist()
             deps.get_pruning_group(conv, tp.prune_conv_out_channels, idxs=idxs).prune()
     return model

@@ -8,13 +8,15 @@ import json
 from functools import partial
 from pathlib import Path
 
+import torch
+
 from ..errors import InputError
 from ..records import ModelRef
 from .cifar_resnet import CifarResNet
 from .mobilenet_v2 import MobileNetV2
 from .resnet import BasicBlock, Bottleneck, ResNet
 from .spec import ModelSpec
-from .user_model import load
+from .user_model import class_count, is_file_reference, load
 
 MODELS: dict[str, ModelSpec] = {
     **{
@@ -40,6 +42,11 @@ def resolve_model(ref: ModelRef) -> ModelSpec:
         if ref.args:
             raise InputError(f"--model-arg: the built-in model {ref.model} takes no factory arguments")
         zoo = MODELS[ref.model]
+        if ref.input_shape is not None and tuple(ref.input_shape) != zoo.input_shape:
+            with torch.random.fork_rng(devices=[]):
+                class_count(zoo.make(), tuple(ref.input_shape), ref.model)
+        else:  # the zoo's own input: the zoo's own spec and table
+            ref = dataclasses.replace(ref, input_shape=None)
         spec = zoo if ref.input_shape is None and ref.mean is None and ref.std is None else ModelSpec(
             zoo.name, zoo.builder, tuple(ref.input_shape or zoo.input_shape), zoo.num_classes,
             tuple(ref.mean or zoo.mean), tuple(ref.std or zoo.std), ref)
@@ -57,7 +64,7 @@ def absolute_reference(model: str) -> str:
     """A ``file.py:factory`` reference with the file's path made absolute (so a table or a resumed run finds the
     same model from any directory); zoo names and ``package.module:factory`` unchanged."""
     location, sep, factory = model.rpartition(":")
-    if sep and (location.endswith(".py") or "/" in location) and Path(location).expanduser().exists():
+    if sep and is_file_reference(location) and Path(location).expanduser().exists():
         return f"{Path(location).expanduser().resolve()}:{factory}"
     return model
 

@@ -3,7 +3,6 @@ and its units, found by automatic block discovery (``discovery.py``) the same wa
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import re
@@ -36,15 +35,22 @@ class ModelSpec:
     ref: ModelRef | None = None  # how to resolve it again (records store it); None for the zoo's defaults
     fixed_classes: bool = False  # a user's factory decides its class count itself
 
+    def __post_init__(self):
+        for flag, values in (("--mean", self.mean), ("--std", self.std)):
+            if len(values) != self.input_shape[0]:
+                raise InputError(f"{flag}: {len(values)} values for {self.input_shape[0]} input channels")
+        if min(self.std) <= 0:
+            raise InputError("--std: every value must be positive")
+
     @property
     def key(self) -> str:
         """A file-name-safe identity (latency table file names): the zoo name, or the factory's name and a
-        digest of the whole reference (arguments, input shape, normalisation)."""
-        if self.ref is None:
+        digest of what its latency depends on (reference, arguments, input shape; not the normalisation)."""
+        if self.ref is None or (self.ref.model == self.name and self.ref.input_shape is None):
             return self.name
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name.split("(")[0]).strip("_")
-        digest = hashlib.sha256(json.dumps(dataclasses.asdict(self.ref), sort_keys=True, default=str).encode())
-        return f"{slug}-{digest.hexdigest()[:8]}"
+        identity = [self.ref.model, self.ref.args, list(self.input_shape)]
+        return f"{slug}-{hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]}"
 
     def make(self, num_classes: int | None = None) -> nn.Module:
         """The full-width model with fresh random weights, in eval mode."""
@@ -64,8 +70,8 @@ class ModelSpec:
         return discover(model, self.input_shape, f"--model {self.name}")
 
     def blocks(self) -> list[BlockInfo]:
-        """The units of the full-width model, in execution order."""
-        return self.discovery.units
+        """The units of the full-width model, in execution order (a copy: the discovery is shared)."""
+        return list(self.discovery.units)
 
     def build(self, widths: Sequence[int] | None = None, num_classes: int | None = None) -> nn.Module:
         """The model at a width configuration (None = full width) with fresh random weights, in eval mode:

@@ -11,8 +11,10 @@ import ast
 import hashlib
 import importlib
 import importlib.util
+import json
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -38,9 +40,16 @@ def parse_model_args(pairs: list[str]) -> dict:
         if not sep or not key.strip().isidentifier():
             raise InputError(f"--model-arg {pair!r}: expected key=value with a Python identifier as key")
         try:
-            args[key.strip()] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            args[key.strip()] = value
+            parsed = ast.literal_eval(value)
+        except Exception:  # literal_eval raises ValueError, SyntaxError, TypeError, MemoryError, ...
+            parsed = value
+        try:
+            # Runs record the arguments as JSON and resume from it: what JSON cannot hold is refused, and tuples
+            # become lists here, so the factory gets the same value in the first run and a resumed one.
+            args[key.strip()] = json.loads(json.dumps(parsed))
+        except (TypeError, ValueError):
+            raise InputError(f"--model-arg {pair!r}: the value must be a number, text, true/false, None, or a "
+                             "list or dict of those") from None
     return args
 
 
@@ -55,11 +64,16 @@ def parse_shape(text: str, flag: str = "--input-shape") -> list[int]:
     return shape
 
 
+def is_file_reference(location: str) -> bool:
+    """Whether the part of ``--model`` before ``:factory`` names a file (else a module to import)."""
+    return location.endswith(".py") or "/" in location or "\\" in location
+
+
 def _import_factory(reference: str):
     location, _, name = reference.rpartition(":")
     if not location or not name.isidentifier():
         raise InputError(f"--model {reference}: expected file.py:factory or package.module:factory")
-    if location.endswith(".py") or "/" in location or "\\" in location:
+    if is_file_reference(location):
         path = Path(location).expanduser().resolve()
         if not path.is_file():
             raise InputError(f"--model {reference}: file {location} does not exist")
@@ -67,14 +81,21 @@ def _import_factory(reference: str):
         if module_name in sys.modules:  # one import per file and process: its classes keep one identity
             return _factory(sys.modules[module_name], reference, location, name)
         spec = importlib.util.spec_from_file_location(module_name, path)
+        if spec is None or spec.loader is None:
+            raise InputError(f"--model {reference}: {location} is not a Python file")
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module  # dataclasses and pickling look the module up by name
+        sys.path.insert(0, str(path.parent))  # the file may import its neighbours, as when run as a script
         try:
             spec.loader.exec_module(module)
         except Exception as exc:
             sys.modules.pop(module_name, None)
             raise InputError(f"--model {reference}: importing {location} failed ({_first_line(exc)})") from None
+        finally:
+            sys.path.remove(str(path.parent))
     else:
+        if "" not in sys.path and str(Path.cwd()) not in sys.path:
+            sys.path.append(str(Path.cwd()))  # a console script does not search the working directory
         try:
             module = importlib.import_module(location)
         except Exception as exc:
@@ -113,7 +134,16 @@ def load(ref: ModelRef) -> ModelSpec:
         return model
 
     shape = tuple(ref.input_shape or DEFAULT_INPUT_SHAPE)
-    model = build().eval()
+    with torch.random.fork_rng(devices=[]):  # a throwaway model: the global RNG stays where the caller left it
+        classes = class_count(build().eval(), shape, ref.model)
+    mean = tuple(ref.mean or (IMAGENET_MEAN if shape[0] == 3 else (0.5,) * shape[0]))
+    std = tuple(ref.std or (IMAGENET_STD if shape[0] == 3 else (0.5,) * shape[0]))
+    return ModelSpec(display_name(ref), build, shape, classes, mean, std, ref, fixed_classes=True)
+
+
+def class_count(model: nn.Module, shape: Sequence[int], reference: str) -> int:
+    """The number of classes ``model`` predicts for one input of ``shape`` (C, H, W); an InputError when it
+    rejects the shape or does not return (batch, classes) logits."""
     try:
         with torch.no_grad():
             out = model(torch.zeros(1, *shape))
@@ -121,13 +151,6 @@ def load(ref: ModelRef) -> ModelSpec:
         raise InputError(f"--input-shape {'x'.join(map(str, shape))}: the model rejects it "
                          f"({_first_line(exc)})") from None
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        raise InputError(f"--model {ref.model}: the model must return (batch, classes) logits, "
+        raise InputError(f"--model {reference}: the model must return (batch, classes) logits, "
                          f"got {tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}")
-    for flag, values in (("--mean", ref.mean), ("--std", ref.std)):
-        if values is not None and len(values) != shape[0]:
-            raise InputError(f"{flag}: {len(values)} values for {shape[0]} input channels")
-    if ref.std is not None and min(ref.std) <= 0:
-        raise InputError("--std: every value must be positive")
-    mean = tuple(ref.mean or (IMAGENET_MEAN if shape[0] == 3 else (0.5,) * shape[0]))
-    std = tuple(ref.std or (IMAGENET_STD if shape[0] == 3 else (0.5,) * shape[0]))
-    return ModelSpec(display_name(ref), build, shape, int(out.shape[1]), mean, std, ref, fixed_classes=True)
+    return int(out.shape[1])

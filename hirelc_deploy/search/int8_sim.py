@@ -18,7 +18,6 @@ import torch
 from torch import nn
 
 
-
 def _fake_quant_weight(weight: torch.Tensor) -> torch.Tensor:
     absmax = weight.abs().flatten(1).amax(1).clamp_min(1e-12)
     scale = (2 * absmax / 255).view(-1, *([1] * (weight.dim() - 1)))

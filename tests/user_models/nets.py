@@ -210,3 +210,101 @@ def raises() -> nn.Module:
 
 def not_a_module():
     return {"conv": nn.Conv2d(3, 8, 3)}
+
+
+class SharedReluStack(nn.Module):
+    """Layers as attributes of the model itself, one ReLU module called after every convolution, and the
+    classifier beside them."""
+
+    def __init__(self, width: int = 8, num_classes: int = 10):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width)
+        self.conv2, self.bn2 = nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width)
+        self.conv3, self.bn3 = nn.Conv2d(width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width)
+        self.conv4, self.bn4 = nn.Conv2d(2 * width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width)
+        self.relu = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2 * width, num_classes)
+
+    def forward(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.relu(self.bn2(self.conv2(x)))
+        x = self.relu(self.bn3(self.conv3(x)))
+        x = self.relu(self.bn4(self.conv4(x)))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
+class WrappedBody(nn.Module):
+    """RegNet-style residual block: the branch is one Sequential (``f``), the shortcut a projection where the
+    shape changes."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.f = nn.Sequential(*_cbr(cin, cout, stride), nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+                               nn.BatchNorm2d(cout))
+        self.proj = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                     if stride != 1 or cin != cout else None)
+
+    def forward(self, x):
+        return F.relu(self.f(x) + (x if self.proj is None else self.proj(x)))
+
+
+class SEBottleneck(nn.Module):
+    """Bottleneck with a convolutional squeeze-excitation gate on the residual branch (SENet placement)."""
+
+    def __init__(self, channels: int, inner: int):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(channels, inner, 1, bias=False), nn.BatchNorm2d(inner)
+        self.conv2, self.bn2 = nn.Conv2d(inner, inner, 3, 1, 1, bias=False), nn.BatchNorm2d(inner)
+        self.conv3, self.bn3 = nn.Conv2d(inner, channels, 1, bias=False), nn.BatchNorm2d(channels)
+        self.se = SqueezeExcite(channels, channels // 4)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.relu(self.bn2(self.conv2(y)))
+        return self.relu(self.se(self.bn3(self.conv3(y))) + x)
+
+
+def hard_swish(x):
+    return x * F.relu6(x + 3) / 6
+
+
+class HardSwishStack(nn.Module):
+    """Two conv pairs with a hand-written hard-swish (a constant added inside the activation)."""
+
+    def __init__(self, width: int = 8, num_classes: int = 10):
+        super().__init__()
+        self.features = nn.ModuleList([nn.Conv2d(3, width, 3, padding=1), nn.Conv2d(width, width, 3, padding=1),
+                                       nn.Conv2d(width, width, 3, padding=1), nn.Conv2d(width, width, 3, padding=1)])
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        for conv in self.features:
+            x = hard_swish(conv(x))
+        return self.fc(x.mean((2, 3)))
+
+
+class Mixture(nn.Module):
+    def __init__(self, width: int = 8, num_classes: int = 10):
+        super().__init__()
+        self.stem = nn.Sequential(*_cbr(3, width))
+        self.wrapped = nn.Sequential(WrappedBody(width, width, 1), WrappedBody(width, 2 * width, 2))
+        self.se = nn.Sequential(SEBottleneck(2 * width, width), SEBottleneck(2 * width, width))
+        self.fc = nn.Linear(2 * width, num_classes)
+
+    def forward(self, x):
+        x = self.se(self.wrapped(self.stem(x)))
+        return self.fc(x.mean((2, 3)))
+
+
+def shared_relu(width: int = 8, num_classes: int = 10) -> nn.Module:
+    return SharedReluStack(width, num_classes)
+
+
+def mixture(width: int = 8, num_classes: int = 10) -> nn.Module:
+    return Mixture(width, num_classes)
+
+
+def hardswish(width: int = 8, num_classes: int = 10) -> nn.Module:
+    return HardSwishStack(width, num_classes)
