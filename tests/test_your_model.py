@@ -35,8 +35,6 @@ def test_inspect_lists_every_block_and_what_is_left_alone(factory, monkeypatch, 
     assert code == 0, err
     found = json.loads(out)
     assert [(u["name"], u["kind"], u["full_width"], u["prunable"], u["removable"]) for u in found["units"]] == \
-        [list(row) for row in USER_BLOCKS[factory]] or \
-        [(u["name"], u["kind"], u["full_width"], u["prunable"], u["removable"]) for u in found["units"]] == \
         USER_BLOCKS[factory]
     assert all(u["precisions"] == ["fp32", "int8"] for u in found["units"])
     assert all(u["widths"][-1] == u["full_width"] for u in found["units"])
