@@ -292,6 +292,17 @@ class _Group:
         return [m for m, side in self.members.items() if side == "in"]
 
 
+@dataclass
+class _Draft:
+    """A block before its description: its name, modules and channel groups."""
+
+    name: str
+    modules: tuple[str, ...]
+    groups: list[_Group]
+    pair: bool = False
+    notes: tuple[str, ...] = ()
+
+
 def _op_kind(graph: tp.DependencyGraph, module: object) -> str | None:
     if isinstance(module, tp.ops._ConcatOp):
         return "concat"
@@ -491,21 +502,20 @@ def discover(model: nn.Module, input_shape: Sequence[int], label: str = "model")
         else:
             by_module[_lift(graph, g.lca)].append(g)
 
-    drafts: list[dict] = []
+    drafts: list[_Draft] = []
     for module, found in by_module.items():
         found.sort(key=lambda g: graph.order[g.root])
         if graph.residual(module) or len(found) <= 2:
-            drafts.append(dict(name=module, modules=(module,), groups=found))
+            drafts.append(_Draft(module, (module,), found))
         else:
             drafts += _pairs(graph, module, found, left)
-    unit_modules = {d["name"] for d in drafts if not d.get("pair")}
-    covered = {c for d in drafts for c in _convs_in(graph, d["modules"])}
+    unit_modules = {d.name for d in drafts if not d.pair}
+    covered = {c for d in drafts for c in _convs_in(graph, d.modules)}
     for container in {_parent(m) for m in unit_modules}:
         for child in graph.children(container):
             convs = _convs_in(graph, [child])
             if child not in unit_modules and len(convs) >= 2 and not set(convs) & covered:
-                drafts.append(dict(name=child, modules=(child,), groups=[],
-                                   notes=("its inner channels are tied to its input",)))
+                drafts.append(_Draft(child, (child,), [], notes=("its inner channels are tied to its input",)))
                 unit_modules.add(child)
                 covered |= set(convs)
     chains: dict[str, list[_Group]] = defaultdict(list)
@@ -519,7 +529,7 @@ def discover(model: nn.Module, input_shape: Sequence[int], label: str = "model")
         found.sort(key=lambda g: graph.order[g.root])
         drafts += _pairs(graph, container, found, left)
 
-    drafts.sort(key=lambda d: graph.order[d["modules"][0]])
+    drafts.sort(key=lambda d: graph.order[d.modules[0]])
     units = [_unit(model, graph, i, d) for i, d in enumerate(drafts)]
     in_units = {c for u in units for c in _convs_in(graph, u.modules)}
     alone = [LeftAlone((c,), left.get(c, "a single layer between units (stem or transition): kept FP32"))
@@ -530,51 +540,48 @@ def discover(model: nn.Module, input_shape: Sequence[int], label: str = "model")
     return Discovery(units, alone)
 
 
-def _pairs(graph: _Graph, container: str, chain: list[_Group], left: dict[str, str]) -> list[dict]:
+def _pairs(graph: _Graph, container: str, chain: list[_Group], left: dict[str, str]) -> list[_Draft]:
     """Split a plain stack's chain of groups into pairs of convolutions (see the module docstring)."""
     children = graph.children(container)
 
     def child_of(path: str) -> int:
         return next(i for i, c in enumerate(children) if _inside(path, c))
 
-    drafts, taken_until = [], -1
+    spans, taken_until = [], -1  # (first child, last child, group) of each pair
     for g in chain:
         start = child_of(g.root)
         if start <= taken_until or not g.consumers:
             left.setdefault(g.root, "keeps a pair's output width fixed, so the next pair's input does not change")
             continue
-        end = max(child_of(c) for c in g.consumers)
-        drafts.append(dict(start=start, end=end, groups=[g]))
-        taken_until = end
-    for draft, after in zip(drafts, drafts[1:] + [None]):
-        stop = after["start"] if after else len(children)
-        end = draft["end"]
+        taken_until = max(child_of(c) for c in g.consumers)
+        spans.append((start, taken_until, g))
+    drafts = []
+    for k, (start, end, group) in enumerate(spans):
+        stop = spans[k + 1][0] if k + 1 < len(spans) else len(children)
         # Through the pair's own norms, activations and pools; never into a classifier or any other layer.
         while end + 1 < stop and _passive(graph.gm.get_submodule(children[end + 1])):
             end += 1
-        draft["modules"] = tuple(children[draft.pop("start"): end + 1])
-        draft.pop("end")
-        draft["name"] = _pair_name(draft["modules"][0], draft["modules"][-1])
-        draft["pair"] = True
+        modules = tuple(children[start: end + 1])
+        drafts.append(_Draft(_pair_name(modules[0], modules[-1]), modules, [group], pair=True))
     return drafts
 
 
-def _unit(model: nn.Module, graph: _Graph, index: int, draft: dict) -> BlockInfo:
-    modules, found = draft["modules"], draft["groups"]
+def _unit(model: nn.Module, graph: _Graph, index: int, draft: _Draft) -> BlockInfo:
+    modules, found = draft.modules, draft.groups
     convs = _convs_in(graph, modules)
     first, last = model.get_submodule(convs[0]), model.get_submodule(convs[-1])
-    notes = list(draft.get("notes", ()))
+    notes = list(draft.notes)
     groups = tuple(ChannelGroup(g.root, g.width, g.step) for g in found)
     removable = False
-    if draft.get("pair"):
+    if draft.pair:
         kind = "chain"
         notes.append("a plain stack: no shortcut to stand in for it")
     else:
         kind = _kind(model, [c for c in convs if any(c in g.members for g in found)] or convs,
-                     graph.residual(draft["name"]), graph.pools(draft["name"]))
-        module = model.get_submodule(draft["name"])
+                     graph.residual(draft.name), graph.pools(draft.name))
+        module = model.get_submodule(draft.name)
         try:
-            result = _residual(trace(module, draft["name"]), _branch_convs(module, draft["name"], groups))
+            result = _residual(trace(module, draft.name), _branch_convs(module, draft.name, groups))
         except UntraceableModel as exc:
             result = str(exc)
         removable = not isinstance(result, str)
@@ -588,8 +595,8 @@ def _unit(model: nn.Module, graph: _Graph, index: int, draft: dict) -> BlockInfo
             notes.append(f"grouped convolution {conv} takes or gives channels that are not the block's own")
     full = groups[0].width if groups else first.out_channels
     step = groups[0].step if groups else 1
-    nonnegative = removable and graph.input_nonnegative(draft["name"])
-    return BlockInfo(index, draft["name"], kind, first.in_channels, last.out_channels, full, prunable,
+    nonnegative = removable and graph.input_nonnegative(draft.name)
+    return BlockInfo(index, draft.name, kind, first.in_channels, last.out_channels, full, prunable,
                      removable, nonnegative, tuple(modules), groups, step, tuple(notes))
 
 
