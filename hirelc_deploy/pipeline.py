@@ -19,7 +19,7 @@ from .artifacts.manifest import Manifest
 from .latency.profile import Progress
 from .latency.table import LatencyTable
 from .models import ModelSpec, as_spec, load_weights
-from .models.discovery import check_widths
+from .models.shrink import check_widths
 from .records import ModelRef
 from .policy import Policy
 from .search import nearest_widths, plan_policy

@@ -181,3 +181,13 @@ def hirelc(monkeypatch, capsys, *args) -> tuple[int, str, str]:
         code = exc.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def fails(monkeypatch, capsys, *args) -> str:
+    """Assert ``hirelc ARGS`` fails the way bad input must; the error line."""
+    code, _, err = hirelc(monkeypatch, capsys, *args)
+    assert code == 2, err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and err.strip().splitlines()[-1] == errors[0], err
+    return errors[0]

@@ -15,17 +15,7 @@ from hirelc_deploy.latency.table import BlockLatency, LatencyTable
 from hirelc_deploy.models import get_model_spec
 from hirelc_deploy.targets import current_fingerprint
 
-from .conftest import TINY_TARGET, hirelc, make_image_folder
-
-
-def fails(monkeypatch, capsys, *args) -> str:
-    """Assert ``hirelc ARGS`` fails the way bad input must; the error line."""
-    code, _, err = hirelc(monkeypatch, capsys, *args)
-    assert code == 2, err
-    assert "Traceback" not in err
-    errors = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and err.strip().splitlines()[-1] == errors[0], err
-    return errors[0]
+from .conftest import TINY_TARGET, fails, make_image_folder
 
 
 @pytest.fixture

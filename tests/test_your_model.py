@@ -12,20 +12,10 @@ import torch
 from hirelc_deploy.models import resolve_model
 from hirelc_deploy.records import ModelRef
 
-from .conftest import TINY_TARGET, hirelc
+from .conftest import TINY_TARGET, fails, hirelc
 from .test_discovery import NETS, SHAPE, USER_BLOCKS
 
 SHAPE_FLAG = "x".join(map(str, SHAPE))
-
-
-def fails(monkeypatch, capsys, *args) -> str:
-    """Assert ``hirelc ARGS`` fails the way bad input must; the error line."""
-    code, _, err = hirelc(monkeypatch, capsys, *args)
-    assert code == 2, err
-    assert "Traceback" not in err
-    errors = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and err.strip().splitlines()[-1] == errors[0], err
-    return errors[0]
 
 
 @pytest.mark.parametrize("factory", list(USER_BLOCKS))

@@ -1,7 +1,7 @@
 """Physical channel pruning with torch-pruning's dependency graph, and BatchNorm recalibration.
 
 Channels are removed, not masked: after ``prune_to_widths`` the convolutions really have fewer channels, so
-the exported graph is smaller and faster. ``models.discovery.apply_widths`` does the surgery (torch-pruning
+the exported graph is smaller and faster. ``models.shrink.apply_widths`` does the surgery (torch-pruning
 follows each removed channel into every coupled layer; a block at width 0 is replaced by its shortcut); this
 module chooses which channels go: the lowest Fisher saliency, or the lowest L1 weight magnitude.
 """
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..models import BlockInfo
-from ..models.discovery import apply_widths, check_widths, l1_importance
+from ..models.shrink import apply_widths, check_widths, l1_importance
 from ..sensitivity import Sensitivity
 
 

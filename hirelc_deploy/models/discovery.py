@@ -1,4 +1,5 @@
-"""Automatic block discovery: the units the search compresses, found in any traceable PyTorch CNN.
+"""Automatic block discovery: the units the search compresses, found in any traceable PyTorch CNN
+(``shrink.py`` applies a width configuration to them).
 
 The model is traced twice: by ``torch.fx`` (which module each operation belongs to, where the residual adds
 are) and by torch-pruning's dependency graph (which channels are coupled: a convolution's output channels, the
@@ -24,10 +25,9 @@ classifier's input, to a residual stream, or to the input of a block.
 from __future__ import annotations
 
 import copy
-import operator
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.fx as fx
@@ -35,14 +35,10 @@ import torch.nn.functional as F
 import torch_pruning as tp
 from torch import nn
 
-from ..errors import InputError
 from .naming import onnx_scope
+from .tracing import (ROOT, UntraceableModel, branch_convs, common_module, is_add, module_stack, nonnegative,
+                      parent_module, residual_join, trace, within)
 
-ROOT = ""
-
-
-class UntraceableModel(InputError):
-    """The model cannot be traced into a graph (data-dependent control flow, an unsupported construct)."""
 
 
 @dataclass(frozen=True)
@@ -98,183 +94,6 @@ class Discovery:
     left_alone: list[LeftAlone] = field(default_factory=list)
 
 
-# ---------------------------------------------------------------------------------------------- tracing
-
-
-class _Tracer(fx.Tracer):
-    """fx tracer that remembers which module it was inside when tracing failed."""
-
-    def __init__(self):
-        super().__init__()
-        self.failed_in: str | None = None
-
-    def call_module(self, m, forward, args, kwargs):
-        try:
-            return super().call_module(m, forward, args, kwargs)
-        except Exception:
-            if self.failed_in is None:  # the innermost module: outer calls see the exception after it
-                self.failed_in = self.path_of_module(m)
-            raise
-
-
-def trace(model: nn.Module, label: str = "model") -> fx.GraphModule:
-    """``model`` as an fx graph, or an UntraceableModel error naming the module and the construct."""
-    tracer = _Tracer()
-    try:
-        graph = tracer.trace(model)
-    except Exception as exc:  # fx raises TraceError, TypeError, NotImplementedError, ... for untraceable code
-        where = f"module '{tracer.failed_in}'" if tracer.failed_in else f"{type(model).__name__}.forward"
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UntraceableModel(f"{label}: cannot be traced in {where} "
-                               f"({type(exc).__name__}: {detail}); block discovery needs a forward without "
-                               "data-dependent control flow") from None
-    return fx.GraphModule(tracer.root, graph)
-
-
-def _stack(node: fx.Node) -> list[str]:
-    """Module paths the node runs inside, outermost first (fx names a module's later calls ``path@N``)."""
-    return list(dict.fromkeys(path.split("@")[0] for path in node.meta.get("nn_module_stack", {})))
-
-
-def _inside(path: str, module: str) -> bool:
-    return module == ROOT or path == module or path.startswith(module + ".")
-
-
-def _common(paths: Sequence[str]) -> str:
-    """The deepest module containing every path."""
-    parts = [p.split(".") for p in paths]
-    common: list[str] = []
-    for level in zip(*parts):
-        if len(set(level)) != 1:
-            break
-        common.append(level[0])
-    return ".".join(common)
-
-
-def _parent(path: str) -> str:
-    return path.rsplit(".", 1)[0] if "." in path else ROOT
-
-
-# ------------------------------------------------------------------------------- activations and signs
-
-_RELU_MODULES = (nn.ReLU, nn.ReLU6)
-_RELU_FUNCTIONS = {F.relu, torch.relu, F.relu6, torch.relu_}
-_PASS_SIGN_MODULES = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Identity, nn.Dropout, nn.Flatten)
-_PASS_SIGN_FUNCTIONS = {operator.getitem, F.pad, torch.flatten, F.max_pool2d, F.avg_pool2d,
-                        F.adaptive_avg_pool2d, F.dropout}
-_ADDS = {operator.add, operator.iadd, torch.add}
-
-
-def _is_relu(gm: fx.GraphModule, node: fx.Node) -> bool:
-    if node.op == "call_module":
-        return isinstance(gm.get_submodule(node.target), _RELU_MODULES)
-    if node.op == "call_function":
-        return node.target in _RELU_FUNCTIONS
-    return node.op == "call_method" and node.target in ("relu", "relu_")
-
-
-def _is_add(node: fx.Node) -> bool:
-    return ((node.op == "call_function" and node.target in _ADDS)
-            or (node.op == "call_method" and node.target in ("add", "add_")))
-
-
-def _nonnegative(gm: fx.GraphModule, node: object, input_nonnegative: bool) -> bool:
-    """Whether a node's values are provably >= 0 (a ReLU output, or parameter-free data movement of one)."""
-    if not isinstance(node, fx.Node):
-        return False
-    if node.op == "placeholder":
-        return input_nonnegative
-    if _is_relu(gm, node):
-        return True
-    tensors = [a for a in node.args if isinstance(a, fx.Node)]
-    if _is_add(node):  # the sum of two non-negative tensors; a constant or a scaled operand may not be
-        passes = len(tensors) == len(node.args) and not node.kwargs
-    elif node.target is F.pad:  # zero padding only
-        passes = len(node.args) < 4 and node.kwargs.get("value") in (None, 0, 0.0)
-    else:
-        passes = ((node.op == "call_module" and isinstance(gm.get_submodule(node.target), _PASS_SIGN_MODULES))
-                  or (node.op == "call_function" and node.target in _PASS_SIGN_FUNCTIONS))
-    return passes and bool(tensors) and all(_nonnegative(gm, a, input_nonnegative) for a in tensors)
-
-
-def _ancestors(node: fx.Node) -> set[fx.Node]:
-    seen: set[fx.Node] = set()
-    todo = [node]
-    while todo:
-        n = todo.pop()
-        for a in n.all_input_nodes:
-            if a not in seen:
-                seen.add(a)
-                todo.append(a)
-    return seen
-
-
-# --------------------------------------------------------------------------------------- residual units
-
-
-@dataclass(frozen=True)
-class _Residual:
-    add: fx.Node
-    shortcut: fx.Node
-    activations: tuple[fx.Node, ...]
-
-
-def _residual(gm: fx.GraphModule, branch_roots: set[str]) -> _Residual | str:
-    """The residual add ending a module's graph, or why there is none that removal could use."""
-    out = next(n for n in gm.graph.nodes if n.op == "output").args[0]
-    if not isinstance(out, fx.Node):
-        return "its output is not a single tensor"
-    acts, node = [], out
-    while _is_relu(gm, node):
-        acts.append(node)
-        node = node.args[0]
-    if not _is_add(node) or len(node.args) < 2 or not all(isinstance(a, fx.Node) for a in node.args[:2]):
-        return "no residual add ends it (no shortcut to stand in for it)"
-    a, b = node.args[:2]
-
-    def convs(n: fx.Node) -> set[str]:
-        return {str(x.target) for x in _ancestors(n) | {n} if x.op == "call_module" and str(x.target) in branch_roots}
-
-    inputs = {n for n in gm.graph.nodes if n.op == "placeholder"}
-    for branch, shortcut in ((a, b), (b, a)):
-        from_input = shortcut in inputs or bool(inputs & _ancestors(shortcut))
-        if convs(branch) and not convs(shortcut) and branch not in _ancestors(shortcut) and from_input:
-            return _Residual(node, shortcut, tuple(acts))
-    return "no shortcut from its input that stands apart from its branch"
-
-
-def _branch_convs(module: nn.Module, name: str, groups: Sequence[ChannelGroup]) -> set[str]:
-    """The convolutions (paths inside ``module``) that only the residual branch may hold: the roots of the
-    block's channel groups, or every convolution of a block without groups."""
-    if groups:
-        return {g.root.removeprefix(name + ".") for g in groups}
-    return {path for path, layer in module.named_modules() if isinstance(layer, nn.Conv2d)}
-
-
-def remove_unit(model: nn.Module, unit: BlockInfo) -> None:
-    """Replace the unit's module by its shortcut alone (physically: the branch's parameters leave the model).
-
-    The unit's module becomes an fx ``GraphModule`` computing ``act(shortcut(x))``; the activation is dropped
-    where the shortcut is provably non-negative (a ReLU output passed through, or subsampled and zero-padded),
-    since ReLU is then the identity.
-    """
-    if not unit.removable:
-        raise ValueError(f"{unit.name}: has no shortcut to replace it and cannot be removed")
-    module = model.get_submodule(unit.name)
-    found = _residual(gm := trace(module, unit.name), _branch_convs(module, unit.name, unit.groups))
-    if isinstance(found, str):
-        raise ValueError(f"{unit.name}: {found}")
-    found.add.replace_all_uses_with(found.shortcut)
-    if _nonnegative(gm, found.shortcut, unit.input_nonnegative):
-        for act in found.activations:
-            act.replace_all_uses_with(act.args[0])
-    gm.graph.eliminate_dead_code()
-    gm.recompile()
-    gm.delete_all_unused_submodules()
-    parent, _, child = unit.name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, gm)
-
-
 # --------------------------------------------------------------------------------------- channel groups
 
 
@@ -301,6 +120,10 @@ class _Draft:
     groups: list[_Group]
     pair: bool = False
     notes: tuple[str, ...] = ()
+
+
+def is_grouped(layer: object) -> bool:
+    return isinstance(layer, nn.Conv2d) and 1 < layer.groups and layer.groups != layer.in_channels
 
 
 def _op_kind(graph: tp.DependencyGraph, module: object) -> str | None:
@@ -343,8 +166,8 @@ def _channel_groups(model: nn.Module, graph: tp.DependencyGraph, convs: list[str
         # its output channels per group on its output side.
         layers = {name: model.get_submodule(name) for name in members}
         step = max([1] + [(layer.out_channels if name == path else layer.in_channels) // layer.groups
-                          for name, layer in layers.items() if _is_grouped(layer)])
-        groups.append(_Group(path, conv.out_channels, members, ops, _common(list(members)), step))
+                          for name, layer in layers.items() if is_grouped(layer)])
+        groups.append(_Group(path, conv.out_channels, members, ops, common_module(list(members)), step))
     return groups
 
 
@@ -387,7 +210,7 @@ class _Graph:
         self.order: dict[str, int] = {}
         self.last: dict[str, int] = {}
         for i, node in enumerate(self.nodes):
-            for path in _stack(node) + ([str(node.target)] if node.op == "call_module" else []):
+            for path in module_stack(node) + ([str(node.target)] if node.op == "call_module" else []):
                 self.order.setdefault(path, i)
                 self.last[path] = i
         self.convs = [str(n.target) for n in self.nodes
@@ -396,7 +219,7 @@ class _Graph:
     def children(self, container: str) -> list[str]:
         """Direct children of a module that run, in execution order."""
         depth = 0 if container == ROOT else container.count(".") + 1
-        found = {p for p in self.order if _inside(p, container) and p != container and p.count(".") == depth
+        found = {p for p in self.order if within(p, container) and p != container and p.count(".") == depth
                  and p not in self.shared}
         return sorted(found, key=self.order.__getitem__)
 
@@ -413,22 +236,22 @@ class _Graph:
 
     def inside(self, module: str) -> set[fx.Node]:
         """The nodes that run inside ``module``."""
-        return {n for n in self.nodes if any(_inside(p, module) for p in _stack(n))
-                or (n.op == "call_module" and _inside(str(n.target), module))}
+        return {n for n in self.nodes if any(within(p, module) for p in module_stack(n))
+                or (n.op == "call_module" and within(str(n.target), module))}
 
     def residual(self, module: str) -> bool:
         """Whether an add runs directly in ``module``'s own forward (a residual unit's join)."""
-        return module != ROOT and any(_is_add(n) and _stack(n) and _stack(n)[-1] == module for n in self.nodes)
+        return module != ROOT and any(is_add(n) and module_stack(n)[-1:] == [module] for n in self.nodes)
 
     def input_nonnegative(self, module: str) -> bool:
         """Whether the tensor entering ``module`` is provably >= 0."""
         inside = self.inside(module)
         inputs = {a for n in inside for a in n.all_input_nodes if a not in inside}
-        return len(inputs) == 1 and _nonnegative(self.gm, next(iter(inputs)), False)
+        return len(inputs) == 1 and nonnegative(self.gm, next(iter(inputs)), False)
 
 
 def _convs_in(graph: _Graph, modules: Sequence[str]) -> list[str]:
-    return [c for c in graph.convs if any(_inside(c, m) for m in modules)]
+    return [c for c in graph.convs if any(within(c, m) for m in modules)]
 
 
 def _passive(module: nn.Module) -> bool:
@@ -448,7 +271,7 @@ def _lift(graph: _Graph, module: str) -> str:
     inside a block) up to the module holding the residual add, never to one holding other convolutions than
     its shortcut's."""
     while module != ROOT and not graph.residual(module):
-        parent = _parent(module)
+        parent = parent_module(module)
         if parent == ROOT:
             break
         # The parent's add joins this branch to a shortcut (which may hold a projection convolution).
@@ -480,12 +303,12 @@ def discover(model: nn.Module, input_shape: Sequence[int], label: str = "model")
     # produced inside it (a squeeze-excitation gate between a depthwise and a projection convolution), makes
     # that module part of its block.
     parts = {inner: g.lca for g in candidates for inner in lcas
-             if inner != g.lca and _inside(inner, g.lca) and graph.spans(g.members, inner)
-             and any(side == "out" and _inside(m, inner) for m, side in g.members.items())}
+             if inner != g.lca and within(inner, g.lca) and graph.spans(g.members, inner)
+             and any(side == "out" and within(m, inner) for m, side in g.members.items())}
     # A residual block holding groups of modules that are not residual blocks themselves (a squeeze-excitation
     # gate on the residual branch) is one block with them.
     for outer in lcas:
-        nested = [inner for inner in lcas if inner != outer and _inside(inner, outer)]
+        nested = [inner for inner in lcas if inner != outer and within(inner, outer)]
         if graph.residual(outer) and nested and not any(graph.residual(inner) for inner in nested):
             parts.update(dict.fromkeys(nested, outer))
     for g in candidates:
@@ -493,7 +316,7 @@ def discover(model: nn.Module, input_shape: Sequence[int], label: str = "model")
             g.lca = parts[g.lca]
     lcas = {g.lca for g in candidates if g.lca != ROOT}
     # A module holding another group's module is a container of units: its own groups run between units.
-    containers = {m for m in lcas if any(o != m and _inside(o, m) for o in lcas)}
+    containers = {m for m in lcas if any(o != m and within(o, m) for o in lcas)}
     by_module: dict[str, list[_Group]] = defaultdict(list)
     between: list[_Group] = []
     for g in candidates:
@@ -511,7 +334,7 @@ def discover(model: nn.Module, input_shape: Sequence[int], label: str = "model")
             drafts += _pairs(graph, module, found, left)
     unit_modules = {d.name for d in drafts if not d.pair}
     covered = {c for d in drafts for c in _convs_in(graph, d.modules)}
-    for container in {_parent(m) for m in unit_modules}:
+    for container in {parent_module(m) for m in unit_modules}:
         for child in graph.children(container):
             convs = _convs_in(graph, [child])
             if child not in unit_modules and len(convs) >= 2 and not set(convs) & covered:
@@ -520,7 +343,7 @@ def discover(model: nn.Module, input_shape: Sequence[int], label: str = "model")
                 covered |= set(convs)
     chains: dict[str, list[_Group]] = defaultdict(list)
     for g in between:
-        touched = sorted({u for u in unit_modules for m in g.members if _inside(m, u)})
+        touched = sorted({u for u in unit_modules for m in g.members if within(m, u)})
         if touched:
             left[g.root] = f"its channels are the input or output of block {touched[0]}"
         else:
@@ -536,7 +359,7 @@ def discover(model: nn.Module, input_shape: Sequence[int], label: str = "model")
              for c in graph.convs if c not in in_units]
     alone += [LeftAlone((n,), "a linear layer outside every block (the classifier)")
               for n, m in model.named_modules() if isinstance(m, nn.Linear)
-              and not any(_inside(n, mod) for u in units for mod in u.modules)]
+              and not any(within(n, mod) for u in units for mod in u.modules)]
     return Discovery(units, alone)
 
 
@@ -545,7 +368,7 @@ def _pairs(graph: _Graph, container: str, chain: list[_Group], left: dict[str, s
     children = graph.children(container)
 
     def child_of(path: str) -> int:
-        return next(i for i, c in enumerate(children) if _inside(path, c))
+        return next(i for i, c in enumerate(children) if within(path, c))
 
     spans, taken_until = [], -1  # (first child, last child, group) of each pair
     for g in chain:
@@ -581,14 +404,14 @@ def _unit(model: nn.Module, graph: _Graph, index: int, draft: _Draft) -> BlockIn
                      graph.residual(draft.name), graph.pools(draft.name))
         module = model.get_submodule(draft.name)
         try:
-            result = _residual(trace(module, draft.name), _branch_convs(module, draft.name, groups))
+            result = residual_join(trace(module, draft.name), branch_convs(module, draft.name, groups))
         except UntraceableModel as exc:
             result = str(exc)
         removable = not isinstance(result, str)
         if isinstance(result, str):
             notes.append(result)
     prunable = bool(groups)
-    for conv in (c for c in convs if _is_grouped(model.get_submodule(c))):
+    for conv in (c for c in convs if is_grouped(model.get_submodule(c))):
         # Whole groups can only go where both sides of the grouped convolution are this block's own channels.
         if found and not (any(g.root == conv for g in found) and any(g.members.get(conv) == "in" for g in found)):
             prunable = False
@@ -598,104 +421,3 @@ def _unit(model: nn.Module, graph: _Graph, index: int, draft: _Draft) -> BlockIn
     nonnegative = removable and graph.input_nonnegative(draft.name)
     return BlockInfo(index, draft.name, kind, first.in_channels, last.out_channels, full, prunable,
                      removable, nonnegative, tuple(modules), groups, step, tuple(notes))
-
-
-# ----------------------------------------------------------------------------------------- shrinking
-
-
-Importance = Callable[[int, int, nn.Conv2d], torch.Tensor]  # (unit index, group index, root conv) -> scores
-
-
-def l1_importance(_unit: int, _group: int, conv: nn.Conv2d) -> torch.Tensor:
-    """Channel scores by the L1 norm of the root convolution's filters (higher = keep)."""
-    return conv.weight.detach().abs().flatten(1).sum(1)
-
-
-def apply_widths(model: nn.Module, units: Sequence[BlockInfo], widths: Sequence[int], input_shape: Sequence[int],
-                 importance: Importance = l1_importance) -> nn.Module:
-    """Shrink ``model`` (in place) to ``widths``: width 0 removes a unit (its shortcut stays), a smaller width
-    removes each group's least important channels physically (torch-pruning follows every coupled layer)."""
-    if len(widths) != len(units):
-        raise ValueError(f"{len(widths)} widths for {len(units)} blocks")
-    for unit, width in zip(units, widths):
-        if int(width) == 0 and not isinstance(model.get_submodule(unit.name), fx.GraphModule):  # not yet removed
-            remove_unit(model, unit)
-    # Tracing needs shapes only; zeros keep the global RNG untouched (a resumed search replays the same draws).
-    deps = None
-    for index, (unit, width) in enumerate(zip(units, widths)):
-        if int(width) == 0 or not unit.prunable:
-            continue
-        grouped_done = False
-        for g, (group, keep) in enumerate(zip(unit.groups, unit.group_widths(int(width)))):
-            conv = model.get_submodule(group.root)
-            if conv.out_channels <= keep or (group.step > 1 and grouped_done):
-                continue
-            deps = deps or tp.DependencyGraph().build_dependency(model, example_inputs=torch.zeros(*input_shape))
-            if group.step > 1:  # every group around the grouped convolution goes with the first
-                _prune_whole_groups(model, deps, unit, g, keep, importance(index, g, conv))
-                grouped_done = True
-                continue
-            idxs = torch.argsort(importance(index, g, conv))[: conv.out_channels - keep].tolist()
-            deps.get_pruning_group(conv, tp.prune_conv_out_channels, idxs=idxs).prune()
-    return model
-
-
-def _is_grouped(layer: object) -> bool:
-    return isinstance(layer, nn.Conv2d) and 1 < layer.groups and layer.groups != layer.in_channels
-
-
-def _prune_whole_groups(model: nn.Module, deps: tp.DependencyGraph, unit: BlockInfo, first: int, keep: int,
-                        scores: torch.Tensor) -> None:
-    """Prune a unit built around a grouped convolution by whole convolution groups, the same ones in every
-    channel group that touches it: torch-pruning prunes every other coupled layer (its index pruning of a
-    grouped convolution would break the groups), and the grouped convolution loses those groups here."""
-    step = unit.groups[first].step
-    current = model.get_submodule(unit.groups[first].root).out_channels // step
-    drop = sorted(torch.argsort(scores.view(current, step).sum(1))[: current - keep // step].tolist())
-    plans = []
-    for group in unit.groups:
-        if group.step == 1:
-            continue
-        root = model.get_submodule(group.root)
-        per = root.out_channels // current
-        idxs = [c for d in drop for c in range(d * per, (d + 1) * per)]
-        plans.append(deps.get_pruning_group(root, tp.prune_conv_out_channels, idxs=idxs))
-    grouped: list[nn.Conv2d] = []
-    for plan in plans:
-        for dep, idxs in plan:
-            layer = dep.target.module
-            if _is_grouped(layer):
-                grouped += [] if any(layer is g for g in grouped) else [layer]
-            else:
-                dep(idxs)
-    for layer in grouped:
-        _drop_conv_groups(layer, drop)
-
-
-def _drop_conv_groups(layer: nn.Conv2d, drop: list[int]) -> None:
-    out_per, in_per = layer.out_channels // layer.groups, layer.in_channels // layer.groups
-    keep = [g for g in range(layer.groups) if g not in drop]
-    rows = torch.tensor([g * out_per + i for g in keep for i in range(out_per)])
-    layer.weight = nn.Parameter(layer.weight.detach()[rows].clone())
-    if layer.bias is not None:
-        layer.bias = nn.Parameter(layer.bias.detach()[rows].clone())
-    layer.groups, layer.out_channels, layer.in_channels = len(keep), len(keep) * out_per, len(keep) * in_per
-
-
-def check_widths(units: Sequence[BlockInfo], widths: Sequence[int] | None) -> list[int]:
-    """A width configuration checked against the units; ``None`` means full width everywhere."""
-    if widths is None:
-        return [u.full_width for u in units]
-    widths = [int(w) for w in widths]
-    if len(widths) != len(units):
-        raise ValueError(f"width configuration has {len(widths)} entries, the model has {len(units)} blocks")
-    for i, (w, u) in enumerate(zip(widths, units)):
-        if w == 0 and u.removable:
-            continue
-        if not 1 <= w <= u.full_width:
-            raise ValueError(f"block {i}: inner width {w} outside {'0' if u.removable else '1'}..{u.full_width}")
-        if not u.prunable and w != u.full_width:
-            raise ValueError(f"block {i}: inner width is tied to the block input and must stay {u.full_width}")
-        if w % u.step and w != u.full_width:
-            raise ValueError(f"block {i}: inner width {w} is not a multiple of {u.step} (whole convolution groups)")
-    return widths

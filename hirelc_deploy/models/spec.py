@@ -15,7 +15,8 @@ from torch import nn
 
 from ..errors import InputError
 from ..records import ModelRef
-from .discovery import BlockInfo, Discovery, apply_widths, check_widths, discover
+from .discovery import BlockInfo, Discovery, discover
+from .shrink import apply_widths, check_widths
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
