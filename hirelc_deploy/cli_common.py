@@ -4,10 +4,14 @@ that name a model."""
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
+from typing import Iterator
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.text import Text
 
 from .errors import InputError
 from .records import ModelRef
@@ -49,10 +53,66 @@ class RichReporter:
             self.bar.console.print(message)
 
 
+class RateColumn(ProgressColumn):
+    """Steps per second of the phase (images/s in the phases that count images)."""
+
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:,.1f}/s" if task.speed else "", style="progress.data.speed")
+
+
 def progress_bars() -> Progress:
-    """The progress display every command uses (on stderr, so --json output stays clean)."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, disable=state["quiet"])
+    """The progress display every command uses (on stderr, so --json output stays clean): steps done, rate,
+    elapsed time and ETA."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
+                    disable=state["quiet"])
+
+
+@contextmanager
+def reporter_bars() -> Iterator[RichReporter]:
+    """Progress bars on stderr for one command (drawn unless --quiet)."""
+    with progress_bars() as bar:
+        yield RichReporter(bar)
+
+
+def device_option():
+    """``--device``: where the training-side work runs."""
+    return typer.Option("auto", "--device", help="Where Fisher, candidate evaluation, BatchNorm recalibration and "
+                        "fine-tuning run: auto (CUDA when present), cpu, cuda or cuda:N (mixed precision for "
+                        "training on CUDA). Latency is always measured on the target.")
+
+
+def loading_option():
+    """``--data-loading``: decode into memory or stream."""
+    return typer.Option("auto", "--data-loading", help="memory (decode the images used once), stream (DataLoader "
+                        "workers read them from disk every pass; memory does not grow with the folder) or auto "
+                        "(memory for the CIFAR recipe up to 1 GiB decoded).")
+
+
+def preprocess_option():
+    """``--preprocess``: the image recipe."""
+    return typer.Option("auto", "--preprocess", help="cifar (resize to the input; padded random crop + flip for "
+                        "training) or imagenet (shorter side to --resize, centre crop; random-resized crop + flip "
+                        "for training). auto: cifar for inputs up to 64x64.")
+
+
+def resize_option():
+    """``--resize``: the imagenet recipe's shorter side."""
+    return typer.Option(None, "--resize", min=1, help="imagenet recipe: shorter side before the centre crop "
+                        "(default input / 0.875: 256 for 224).")
+
+
+def workers_option():
+    """``--workers``: DataLoader processes."""
+    return typer.Option(None, "--workers", min=0, help="DataLoader worker processes when streaming (default one per "
+                        "core, at most 8; 0 decodes in the main process).")
+
+
+def skip_bad_option():
+    """``--skip-bad-images``."""
+    return typer.Option(False, "--skip-bad-images", help="Skip images that cannot be decoded and list them in the "
+                        "result, instead of stopping at the first (named).")
+
 
 
 MODEL_HELP = ("A zoo model (see `hirelc models`), or your own: path/to/file.py:factory or package.module:factory "

@@ -69,6 +69,9 @@ def print_summary(summary: CompressSummary) -> None:
     table.add_row("size MB", f"{summary.bytes_before / 1e6:.2f}", f"{summary.bytes_after / 1e6:.2f}")
     Console().print(table)
     Console().print(f"top-1 through {summary.top1_through}")
+    if summary.bad_images:
+        Console().print(f"skipped {len(summary.bad_images)} unreadable images (--skip-bad-images; listed in "
+                        "summary.json)")
     latency = summary.measured_ms if summary.measured else summary.predicted_ms
     Console().print(f"{'measured' if summary.measured else 'PREDICTED (not measured)'} {latency:.4f} ms against a "
                     f"budget of {summary.budget_ms:.4f} ms: {summary.verdict}")

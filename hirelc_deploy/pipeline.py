@@ -4,6 +4,8 @@ target's backend."""
 from __future__ import annotations
 
 import copy
+import logging
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -13,19 +15,26 @@ import torch
 from torch import nn
 
 from .apply import DistillConfig, distill, make_permanent, prune_to_widths, recalibrate_batchnorm, sparsify
-from .data import ImageSet, Normalize, check_classes, dataset_labels, load_images, open_dataset, stratified_split
+from .compute import device_of, resolve_device
+from .data import (BadImages, ImageSet, Normalize, Preprocess, StreamedImages, check_classes, check_same_classes,
+                   choose_loading, dataset_labels, default_workers, open_dataset, open_images, resolve_preprocess,
+                   stratified_split)
 from .errors import InputError
 from .artifacts.manifest import Manifest
 from .latency.profile import Progress
 from .latency.table import LatencyTable
 from .models import ModelSpec, as_spec, load_weights
 from .models.shrink import check_widths
-from .records import ModelRef
+from .records import DataOptions, ModelRef
 from .policy import Policy
+from .progress import Reporter, SilentReporter
 from .search import nearest_widths, plan_policy
 from .sensitivity import Sensitivity, compute_sensitivity
 from .targets import Target, backend_of
 
+log = logging.getLogger(__name__)
+
+Images = ImageSet | StreamedImages
 
 
 @dataclass(frozen=True)
@@ -40,16 +49,32 @@ class DataConfig:
     bn_images: int = 512
     calibration_images: int = 256
     batch_size: int = 128
+    options: DataOptions = DataOptions()
+
+
+@dataclass(frozen=True)
+class DataPlan:
+    """What a run made of ``--data`` and its data options (``config.json`` records it)."""
+
+    train_folder: str
+    loading: str  # memory or stream
+    loading_reason: str
+    preprocess: Preprocess
+    workers: int  # DataLoader worker processes (0: decoded in the main process)
+    device: str  # where Fisher, evaluation, BatchNorm recalibration and fine-tuning run
 
 
 @dataclass
 class PreparedData:
-    """Decoded train and held-out images, and the normalisation and size the model expects."""
+    """Train and held-out images (decoded or streamed), the normalisation and size the model expects, how they
+    are read, and the bad images skipped so far."""
 
-    train: ImageSet
-    heldout: ImageSet
+    train: Images
+    heldout: Images
     normalize: Normalize
     size: tuple[int, int]
+    plan: DataPlan | None = None
+    bad: BadImages | None = None
 
     def train_batches(self, shuffle: bool = False, augment: bool = False, seed: int = 0, batch_size: int = 128):
         return self.train.batches(batch_size, self.normalize, self.size, shuffle, augment, seed)
@@ -59,8 +84,10 @@ class PreparedData:
 
 
 def check_dataset(spec: ModelSpec, data: Path, splits: tuple[str, ...] = ("train", "test")) -> None:
-    """Open every split a run will read and check its class count, before any long work starts."""
+    """Open every split a run will read and check its class count and that the splits hold the same classes,
+    before any long work starts."""
     _check_rgb(spec)
+    check_same_classes(Path(data), splits)
     for split in splits:
         check_classes(open_dataset(data, split), spec.num_classes, data)
 
@@ -72,24 +99,54 @@ def _check_rgb(spec: ModelSpec) -> None:
                          f"channels), the model takes {spec.input_shape[0]}")
 
 
-def prepare_data(spec: ModelSpec, data: Path, config: DataConfig, on_image: Callable[[], None] | None = None
-                 ) -> PreparedData:
-    """Split the train split of ``data`` into train / held-out (stratified, seeded) and decode the parts used."""
+def prepare_data(spec: ModelSpec, data: Path, config: DataConfig, reporter: Reporter | None = None,
+                 device: torch.device | None = None) -> PreparedData:
+    """Split the train split of ``data`` into train / held-out (stratified by label, seeded, chosen by index
+    without decoding) and decode the parts used, or set them up to stream (``data.loading.choose_loading``).
+    ``device`` is where the training-side work will run (CUDA pins the streamed batches)."""
     _check_rgb(spec)
+    reporter = reporter or SilentReporter()
+    options = config.options
     dataset = open_dataset(data, "train")
     check_classes(dataset, spec.num_classes, data)
+    preprocess = resolve_preprocess(options.preprocess, spec.input_shape, options.resize)
     train_idx, held_idx = stratified_split(dataset_labels(dataset), config.heldout_fraction, config.seed)
     rng = np.random.default_rng(config.seed)
     # Kept in seeded random order, not sorted: folders list images class by class, and every "first N images"
     # (BatchNorm recalibration, INT8 calibration, export checks) must be a mix of classes, not one class.
-    train_idx = rng.permutation(train_idx)[: config.train_images].tolist()
-    held_idx = rng.permutation(held_idx)[: config.heldout_images].tolist()
-    return PreparedData(
-        train=load_images(dataset, train_idx, on_image),
-        heldout=load_images(dataset, held_idx, on_image),
-        normalize=Normalize(spec.mean, spec.std),
-        size=spec.input_shape[1:],
-    )
+    train_idx = rng.permutation(train_idx)[: config.train_images]
+    held_idx = rng.permutation(held_idx)[: config.heldout_images]
+    loading = choose_loading(options.loading, dataset, preprocess, len(train_idx) + len(held_idx))
+    workers = default_workers(options.workers) if loading.mode == "stream" else 0
+    device = device or torch.device("cpu")
+    plan = DataPlan(str(getattr(dataset, "root", data)), loading.mode, loading.reason, preprocess, workers,
+                    str(device))
+    log.info("images of %s: %s (%s), %s recipe, %d workers", plan.train_folder, loading.mode, loading.reason,
+             preprocess.style, workers)
+    bad = BadImages(options.skip_bad_images)
+    if loading.mode == "memory":
+        reporter.phase("decoding images", len(train_idx) + len(held_idx))
+    pin = device.type == "cuda"
+    images = [open_images(dataset, idx, preprocess, loading, workers, bad, pin, reporter.advance)
+              for idx in (train_idx, held_idx)]
+    return PreparedData(images[0], images[1], Normalize(spec.mean, spec.std), spec.input_shape[1:], plan, bad)
+
+
+def open_test_images(input_shape: Sequence[int], data: Path, options: DataOptions,
+                     limit_per_class: int | None = None, bad: BadImages | None = None,
+                     reporter: Reporter | None = None) -> Images:
+    """The test split of ``data`` (``val/`` where there is no ``test/``), decoded or streamed like the train
+    split, under the evaluation view of the recipe for ``input_shape`` (C x H x W)."""
+    reporter = reporter or SilentReporter()
+    dataset = open_dataset(data, "test", limit_per_class=limit_per_class)
+    preprocess = resolve_preprocess(options.preprocess, input_shape, options.resize)
+    loading = choose_loading(options.loading, dataset, preprocess, len(dataset))
+    workers = default_workers(options.workers) if loading.mode == "stream" else 0
+    log.info("test images of %s: %s (%s)", getattr(dataset, "root", data), loading.mode, loading.reason)
+    if loading.mode == "memory":
+        reporter.phase("decoding test images", len(dataset))
+    return open_images(dataset, np.arange(len(dataset)), preprocess, loading, workers,
+                       bad or BadImages(options.skip_bad_images), on_image=reporter.advance)
 
 
 def load_model(spec: ModelSpec, weights: Path) -> nn.Module:
@@ -104,10 +161,11 @@ def sensitivity_of(model: nn.Module, spec: ModelSpec, data: PreparedData, config
                                config.fisher_images, on_sample)
 
 
-def static_batches(images: ImageSet, data: PreparedData, batch: int, limit: int) -> list[np.ndarray]:
+def static_batches(images: Images, data: PreparedData, batch: int, limit: int) -> list[np.ndarray]:
     """Normalised arrays of exactly ``batch`` images each (exported graphs have a static batch)."""
     subset = images.subset(range(min(limit, len(images))))
-    out = [x.numpy() for x, _ in subset.batches(batch, data.normalize, data.size, drop_last=True)]
+    # A batch that lost a skipped bad image is left out rather than padded.
+    out = [x.numpy() for x, _ in subset.batches(batch, data.normalize, data.size, drop_last=True) if len(x) == batch]
     if not out:
         raise InputError(f"need at least {batch} images for a batch of the target, got {len(subset)}")
     return out
@@ -142,9 +200,14 @@ def apply_policy(teacher: nn.Module, spec: ModelSpec, policy: Policy, data: Prep
     steps = max(1, len(data.train) // config.batch_size)
     distill(student, teacher,
             lambda: data.train_batches(shuffle=True, augment=True, seed=config.seed, batch_size=config.batch_size),
-            steps, distill_config, on_step=lambda loss: note("fine-tuning", 1))
+            steps, distill_config, on_step=lambda loss: note("fine-tuning", config.batch_size))
     make_permanent(student)
     return student, sparse_layers
+
+
+def finetune_images(data: PreparedData, config: DataConfig, epochs: float) -> int:
+    """The images fine-tuning goes through (what its progress counts): its steps times the batch size."""
+    return max(1, math.ceil(epochs * max(1, len(data.train) // config.batch_size))) * config.batch_size
 
 
 def check_sparse_blocks(spec: ModelSpec, policy: Policy, target: Target, blocks: Sequence[str]) -> None:
@@ -173,6 +236,8 @@ def export_policy(teacher: nn.Module, spec: ModelSpec, policy: Policy, target: T
     checks = static_batches(data.heldout, data, target.batch_size, max(64, target.batch_size))
     finetune = {**asdict(distill_config), "train_images": len(data.train), "criterion": criterion,
                 "seed": config.seed}
+    if device_of(student).type != "cpu":  # graphs are exported and checked from the CPU
+        student, teacher = student.cpu(), copy.deepcopy(teacher).cpu()
     with torch.no_grad():
         manifest = backend_of(target).write_artifact(student, teacher, spec, policy, shape, calibration, checks,
                                                       out_dir, table_fingerprint, finetune, sparse_layers)
@@ -180,13 +245,18 @@ def export_policy(teacher: nn.Module, spec: ModelSpec, policy: Policy, target: T
 
 
 def measure_sensitivity(model: str | ModelRef, weights: Path, data: Path, samples: int = 256, seed: int = 0,
-                        out: Path | None = None, on_sample: Callable[[], None] | None = None) -> Sensitivity:
+                        out: Path | None = None, reporter: Reporter | None = None,
+                        options: DataOptions = DataOptions()) -> Sensitivity:
     """``hirelc sensitivity``: Fisher sensitivity per block of the trained ``model`` on ``samples`` held-out
     training images of ``data`` (never its test split), also written to ``out`` when given."""
+    reporter = reporter or SilentReporter()
     spec = as_spec(model)
-    config = DataConfig(seed=seed, train_images=1, heldout_images=samples, fisher_images=samples)
-    teacher = load_model(spec, weights)
-    sensitivity = sensitivity_of(teacher, spec, prepare_data(spec, Path(data), config), config, on_sample)
+    device = resolve_device(options.device)
+    config = DataConfig(seed=seed, train_images=1, heldout_images=samples, fisher_images=samples, options=options)
+    teacher = load_model(spec, weights).to(device)
+    prepared = prepare_data(spec, Path(data), config, reporter, device)
+    reporter.phase("Fisher sensitivity", samples)
+    sensitivity = sensitivity_of(teacher, spec, prepared, config, reporter.advance)
     if out:
         sensitivity.save(out)
     return sensitivity

@@ -147,6 +147,21 @@ class ModelRef:
 
 
 @dataclass(frozen=True)
+class DataOptions:
+    """How a run reads its images and where it trains: ``--device`` (auto, cpu, cuda[:N]; latency is always
+    measured on the target), ``--data-loading`` (auto, memory, stream), ``--preprocess`` (auto, cifar, imagenet),
+    ``--resize`` (imagenet: shorter side before the centre crop), ``--workers`` (DataLoader processes; None = one
+    per core up to 8) and ``--skip-bad-images``."""
+
+    device: str = "auto"
+    loading: str = "auto"
+    preprocess: str = "auto"
+    resize: int | None = None
+    workers: int | None = None
+    skip_bad_images: bool = False
+
+
+@dataclass(frozen=True)
 class CompressConfig:
     """Everything a compress run depends on, with the CLI's defaults."""
 
@@ -168,6 +183,7 @@ class CompressConfig:
     input_shape: list[int] | None = None
     mean: list[float] | None = None
     std: list[float] | None = None
+    data_options: DataOptions = DataOptions()
 
     @property
     def model_ref(self) -> ModelRef:
@@ -189,6 +205,7 @@ class CompressRunConfig(Record):
     fingerprint: dict
     versions: dict
     command: str = "compress"
+    data: dict = dataclasses.field(default_factory=dict)  # pipeline.DataPlan: splits, loading, recipe, device
     schema_version: int = 2
 
 
@@ -385,6 +402,7 @@ class CompressSummary(Record):
     bytes_after: int
     proxy_top1: float | None = None
     engine: dict = dataclasses.field(default_factory=dict)
+    bad_images: list[str] = dataclasses.field(default_factory=list)  # skipped under --skip-bad-images
     schema_version: int = 2
 
     @property

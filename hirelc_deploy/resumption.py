@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -85,13 +85,13 @@ def _stored(run_dir: Path) -> CompressRunConfig:
 def resumed_config(run_dir: Path, given: dict[str, Any]) -> CompressConfig:
     """The configuration stored in ``run_dir/config.json``; every flag the user ``given`` again must agree
     with it (a resumed run that changed its configuration would not be the same run)."""
-    stored = asdict(_stored(run_dir).config)
-    differing = [f"{_flag(k)} {v} (the run used {stored[k]})" for k, v in given.items()
-                 if k in stored and v != stored[k]]
+    stored = _stored(run_dir).config
+    differing = [f"{_flag(k)} {v} (the run used {getattr(stored, k)})" for k, v in given.items()
+                 if hasattr(stored, k) and v != getattr(stored, k)]
     if differing:
         raise InputError(f"--resume {run_dir}: the run was made with a different configuration: "
                          f"{'; '.join(differing)}")
-    return CompressConfig(**stored)
+    return stored
 
 
 def check_same_run(run_dir: Path, config: CompressConfig, weights_sha256: str, fingerprint: Fingerprint) -> None:

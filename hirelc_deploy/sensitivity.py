@@ -19,6 +19,7 @@ import torch.nn.functional as F
 import torch_pruning as tp
 from torch import nn
 
+from .compute import device_of, to_device
 from .errors import InputError
 from .models import BlockInfo
 from .records import Record
@@ -55,11 +56,12 @@ def empirical_fisher(model: nn.Module, batches: Iterable[tuple[torch.Tensor, tor
                      on_sample: Callable[[], None] | None = None) -> tuple[dict[str, torch.Tensor], int]:
     """Diagonal empirical Fisher (mean squared per-sample gradient of the cross-entropy) per parameter."""
     model.eval()
+    device = device_of(model)
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     fisher = {n: torch.zeros_like(p) for n, p in params.items()}
     seen = 0
     for images, labels in batches:
-        for x, y in zip(images, labels):
+        for x, y in zip(to_device(images, device), to_device(labels, device)):
             if seen >= max_samples:
                 break
             model.zero_grad(set_to_none=True)
@@ -127,7 +129,8 @@ def compute_sensitivity(model: nn.Module, blocks: Sequence[BlockInfo], input_sha
     fisher, seen = empirical_fisher(model, batches, max_samples, on_sample)
     named = dict(model.named_parameters())
     fisher_of = {id(named[n]): f for n, f in fisher.items()}
-    deps = tp.DependencyGraph().build_dependency(model, example_inputs=torch.zeros(1, *input_shape))
+    deps = tp.DependencyGraph().build_dependency(model, example_inputs=torch.zeros(1, *input_shape,
+                                                                                 device=device_of(model)))
     rows = []
     for block in blocks:
         modules = [model.get_submodule(m) for m in block.modules]

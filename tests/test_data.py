@@ -63,9 +63,9 @@ def make_cifar(root: pathlib.Path, protocol: int = 2) -> pathlib.Path:
 def test_imagefolder_classes_labels_and_pixels(tmp_path):
     ds = ImageFolderDataset(make_imagefolder(tmp_path / "imgs"))
     assert ds.classes == ["apple", "mango", "zebra"]
-    assert len(ds) == 12 and len(ds.samples) == 12
-    assert [label for _, label in ds.samples] == [0] * 4 + [1] * 4 + [2] * 4
-    assert [p.name for p, _ in ds.samples[:4]] == ["00.PNG", "01.png", "02.png", "03.png"]
+    assert len(ds) == 12
+    assert ds.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    assert [ds.path(i).name for i in range(4)] == ["00.PNG", "01.png", "02.png", "03.png"]
     for index in (0, 5, 11):
         image, label = ds[index]
         assert isinstance(label, int)
@@ -85,7 +85,7 @@ def test_imagefolder_converts_to_rgb_and_applies_transform(tmp_path):
 
 def test_imagefolder_limit_per_class(tmp_path):
     ds = ImageFolderDataset(make_imagefolder(tmp_path / "imgs"), limit_per_class=2)
-    assert [(p.name, label) for p, label in ds.samples] == [
+    assert [(ds.path(i).name, int(label)) for i, label in enumerate(ds.labels)] == [
         ("00.PNG", 0), ("01.png", 0), ("00.PNG", 1), ("01.png", 1), ("00.PNG", 2), ("01.png", 2)
     ]
     with pytest.raises(ValueError):

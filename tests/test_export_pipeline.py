@@ -71,16 +71,19 @@ def test_bench_computes_the_engines_top1(tmp_path, tiny_target):
     root = tmp_path / "d" / "test"
     for c in range(10):
         (root / f"c{c}").mkdir(parents=True)
-    # 3 correctly predictable images per class 0/3/6, plus 2 images in class 1 that look like class 0: 9 of 11
+    # 3 correctly predictable images per class 0/3/6, plus 2 images in class 1 that look like class 0 and one
+    # black image (all logits tie: argmax says class 0) in each other class: 9 of 17
     for c, rgb in colours.items():
         for i in range(3):
             Image.new("RGB", (32, 32), rgb).save(root / f"c{c}" / f"{i}.png")
     for i in range(2):
         Image.new("RGB", (32, 32), colours[0]).save(root / "c1" / f"{i}.png")
+    for c in (2, 4, 5, 7, 8, 9):
+        Image.new("RGB", (32, 32)).save(root / f"c{c}" / "black.png")
     model_path = export_onnx(_ColourClassifier(), (1, 3, 32, 32), tmp_path / "m.onnx")
     images = load_images(open_dataset(tmp_path / "d", "test"))
     result = bench_onnx(model_path, tiny_target, images, Normalize((0, 0, 0), (1, 1, 1)), baseline=model_path)
-    assert result.top1 == pytest.approx(9 / 11) and result.top1_images == 11
+    assert result.top1 == pytest.approx(9 / 17) and result.top1_images == 17
     assert result.latency_ms["median_ms"] > 0 and result.speedup == pytest.approx(1.0, rel=0.5)
     assert result.file_bytes == model_path.stat().st_size
     json.loads(json.dumps(result.__dict__))

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..compute import device_of, grad_scaler, to_device, training_autocast
+
 
 @dataclass(frozen=True)
 class DistillConfig:
@@ -37,7 +39,8 @@ def distill(student: nn.Module, teacher: nn.Module, make_batches: Callable[[], I
     """Fine-tune ``student`` for ``config.epochs`` epochs (fractions allowed) of ``make_batches()``.
 
     ``make_batches`` returns a fresh iterator of (images, labels) per epoch; ``on_step`` gets the loss.
-    BatchNorm statistics keep updating (train mode); the teacher stays in eval mode.
+    BatchNorm statistics keep updating (train mode); the teacher stays in eval mode. Batches go to the
+    student's device; on CUDA the forward passes run in float16 autocast with loss scaling.
     """
     total = max(1, math.ceil(config.epochs * steps_per_epoch))
     if config.epochs <= 0:
@@ -46,16 +49,21 @@ def distill(student: nn.Module, teacher: nn.Module, make_batches: Callable[[], I
     optimizer = torch.optim.SGD(student.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay, nesterov=True)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    device = device_of(student)
+    scaler = grad_scaler(device)
     step = 0
     student.train()
     while step < total:
         for images, labels in make_batches():
-            with torch.no_grad():
-                target = teacher(images)
-            loss = distillation_loss(student(images), target, labels, config.temperature, config.alpha)
+            images, labels = to_device(images, device), to_device(labels, device)
+            with training_autocast(device):
+                with torch.no_grad():
+                    target = teacher(images)
+                loss = distillation_loss(student(images), target, labels, config.temperature, config.alpha)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             schedule.step()
             step += 1
             if on_step:

@@ -13,6 +13,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
+from ..compute import device_of, to_device
 from ..models import BlockInfo
 from ..models.shrink import apply_widths, check_widths, l1_importance
 from ..sensitivity import Sensitivity
@@ -56,9 +57,10 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor], max
         m.reset_running_stats()
         m.momentum = None
     model.train()
+    device = device_of(model)
     seen = 0
     for images in batches:
-        model(images)
+        model(to_device(images, device))
         seen += len(images)
         if seen >= max_images:
             break

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import DatasetError
@@ -124,6 +125,10 @@ class CifarBatchesDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def read(self, index: int) -> Image.Image:
+        """Sample ``index`` as an RGB Pillow image."""
+        return Image.fromarray(self.images[index].transpose(1, 2, 0))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         tensor = torch.from_numpy(self.images[index].astype(np.float32) / 255.0)

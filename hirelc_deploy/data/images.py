@@ -1,7 +1,8 @@
 """Decoded image sets held in memory, and the batches training, calibration and evaluation draw from.
 
-Images are decoded once into a uint8 tensor (CIFAR-10's 50,000 train images take 150 MB) so that several
-passes (Fisher, BatchNorm recalibration, fine-tuning epochs, INT8 calibration) do not decode JPEGs again.
+Small images are decoded once into a uint8 tensor (CIFAR-10's 50,000 train images take 150 MB) so that several
+passes (Fisher, BatchNorm recalibration, fine-tuning epochs, INT8 calibration) do not decode JPEGs again; larger
+sets stream from disk (``stream.StreamedImages``, chosen by ``loading.choose_loading``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DatasetError
+from .preprocess import Preprocess
+from .stream import BadImages
 from .transforms import Normalize
 
 
@@ -64,27 +67,38 @@ def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return out
 
 
-def load_images(dataset, indices: Sequence[int] | None = None,
-                on_image: Callable[[], None] | None = None) -> ImageSet:
-    """Decode ``dataset`` (or the given indices of it) into an ImageSet."""
+def load_images(dataset, indices: Sequence[int] | None = None, on_image: Callable[[], None] | None = None,
+                preprocess: Preprocess | None = None, bad: BadImages | None = None) -> ImageSet:
+    """Decode ``dataset`` (or the given indices of it) into an ImageSet, each image through ``preprocess``'s
+    evaluation view (default: as stored, which then must all be one size). Bad images raise a one-line error
+    naming the file, or are skipped and recorded in ``bad`` when it skips."""
     indices = range(len(dataset)) if indices is None else indices
+    bad = bad if bad is not None else BadImages()
     images, labels = [], []
     for i in indices:
-        x, y = dataset[i]
-        images.append((x * 255.0).round().clamp_(0, 255).to(torch.uint8))
-        labels.append(y)
+        try:
+            image = dataset.read(i)
+        except DatasetError as exc:
+            bad.found(str(exc), str(dataset.path(i)))
+            continue
+        array = preprocess.eval_image(image) if preprocess else np.asarray(image, dtype=np.uint8)
+        if images and array.shape != images[0].shape:
+            raise DatasetError(f"--data: {dataset.path(i)} is {array.shape[1]}x{array.shape[0]}, the images "
+                               f"before it {images[0].shape[1]}x{images[0].shape[0]}; images of several sizes need "
+                               "a --preprocess recipe")
+        images.append(array)
+        labels.append(int(dataset.labels[i]))
         if on_image:
             on_image()
     if not images:
-        raise DatasetError(f"dataset {getattr(dataset, 'root', '')} gave no images")
-    return ImageSet(torch.stack(images), torch.tensor(labels, dtype=torch.long), list(dataset.classes))
+        raise DatasetError(f"--data: {getattr(dataset, 'root', '')} gave no images")
+    stacked = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+    return ImageSet(stacked, torch.tensor(labels, dtype=torch.long), list(dataset.classes))
 
 
-def dataset_labels(dataset) -> list[int]:
+def dataset_labels(dataset) -> np.ndarray:
     """Labels of every sample without decoding images (ImageFolder and CIFAR batches)."""
-    if hasattr(dataset, "samples"):
-        return [label for _, label in dataset.samples]
-    return [int(v) for v in np.asarray(dataset.labels)]
+    return np.asarray(dataset.labels)
 
 
 def check_classes(dataset, num_classes: int, path: Path | str) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import platform
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -28,14 +28,16 @@ import torch
 from .. import __version__
 from ..apply import DistillConfig
 from ..budget import Budget, ResolvedBudget, parse_budget
-from ..data import Normalize, load_images, open_dataset
+from ..compute import resolve_device
+from ..data import Normalize
 from ..errors import InputError
 from ..artifacts import load_manifest
 from ..latency.calibrate import Calibration, fit
 from ..latency.table import LatencyTable, load_table
 from ..models.registry import absolute_reference, resolve_model
 from ..models.checkpoints import resolve_weights
-from ..pipeline import DataConfig, PreparedData, check_dataset, export_policy, load_model, prepare_data, sensitivity_of
+from ..pipeline import (DataConfig, PreparedData, check_dataset, export_policy, finetune_images, load_model,
+                        open_test_images, prepare_data, sensitivity_of)
 from ..policy import Policy
 from ..precision import Precision
 from ..progress import Reporter, SilentReporter
@@ -76,7 +78,8 @@ def compress(model: str | ModelRef, weights: str | Path, data: str | Path, targe
 
     ``model`` is a zoo name or a ``ModelRef`` to a factory (``file.py:factory`` with its arguments, input shape
     and normalisation). ``options`` are the other fields of ``CompressConfig`` (strategy, evals, finetune_epochs,
-    finetune_images, heldout_images, test_per_class, finalists, seed, table), with the CLI's defaults. The run
+    finetune_images, heldout_images, test_per_class, finalists, seed, table, and ``data_options``: a
+    ``DataOptions`` with the device and how images are read), with the CLI's defaults. The run
     directory (default ``runs/STAMP-compress-MODEL-TARGET``) gets every record and ``report.html``.
     """
     ref = model if isinstance(model, ModelRef) else ModelRef(str(model))
@@ -113,7 +116,8 @@ def _paths_absolute(values: dict) -> dict:
 def check_config(config: CompressConfig) -> Budget:
     """Flag errors in ``config`` before any work starts; returns its budget, parsed (the only parse of a run)."""
     for field, hint in annotated_fields(CompressConfig):
-        conform(getattr(config, field.name), hint, "--" + field.name.replace("_", "-"))
+        value = getattr(config, field.name)
+        conform(asdict(value) if is_dataclass(value) else value, hint, "--" + field.name.replace("_", "-"))
     resolve_model(config.model_ref)
     get_strategy(config.strategy)
     budget = parse_budget(config.latency_budget)
@@ -281,7 +285,8 @@ class _CompressJob:
         self.spec, self.target = resolve_model(config.model_ref), load_target(config.target)
         self.backend = backend_of(self.target)
         self.weights = resolve_weights(config.weights, cache_dir())
-        self.teacher = load_model(self.spec, self.weights)
+        self.device = resolve_device(config.data_options.device)
+        self.teacher = load_model(self.spec, self.weights).to(self.device)
         check_dataset(self.spec, Path(config.data))
         self._check_run_dir()
         if resume:
@@ -300,10 +305,9 @@ class _CompressJob:
                                 "predicted by the table")
         torch.manual_seed(config.seed)
         self.data_config = DataConfig(seed=config.seed, train_images=config.finetune_images,
-                                      heldout_images=config.heldout_images)
-        reporter.phase("decoding images", config.finetune_images + config.heldout_images)
-        self.data: PreparedData = prepare_data(self.spec, Path(config.data), self.data_config,
-                                               on_image=reporter.advance)
+                                      heldout_images=config.heldout_images, options=config.data_options)
+        self.data: PreparedData = prepare_data(self.spec, Path(config.data), self.data_config, reporter,
+                                               self.device)
         self.stages = Stages(run, reporter)
 
     def _check_run_dir(self) -> None:
@@ -341,6 +345,7 @@ class _CompressJob:
             fingerprint=current_fingerprint(self.target).to_dict(),
             versions={"python": platform.python_version(), "torch": torch.__version__,
                       "onnxruntime": onnxruntime.__version__},
+            data=asdict(self.data.plan),
         ).save(self.run.path(RunFiles.CONFIG))
 
     def sensitivity(self) -> Sensitivity:
@@ -406,8 +411,7 @@ class _CompressJob:
         return chosen
 
     def export(self, policy: Policy, sensitivity: Sensitivity) -> None:
-        steps = max(1, round(self.config.finetune_epochs * (len(self.data.train) // self.data_config.batch_size)))
-        self.stages.start(EXPORT_STAGE, steps)
+        self.stages.start(EXPORT_STAGE, finetune_images(self.data, self.data_config, self.config.finetune_epochs))
         artifacts = self.run.path(RunFiles.ARTIFACTS)
         if not self._export_done(artifacts, policy):
             export_policy(self.teacher, self.spec, policy, self.target, self.data, self.data_config,
@@ -435,8 +439,8 @@ class _CompressJob:
         if self.stages.reused(RunFiles.BENCH):
             result = BenchResult.load(self.run.path(RunFiles.BENCH))
         else:
-            test = load_images(open_dataset(Path(self.config.data), "test",
-                                            limit_per_class=self.config.test_per_class))
+            test = open_test_images(self.spec.input_shape, Path(self.config.data), self.config.data_options,
+                                    self.config.test_per_class, self.data.bad)
             result = self.backend.bench_export(artifacts, self.target, test, Normalize(self.spec.mean, self.spec.std))
             result.save(self.run.path(RunFiles.BENCH))
         self.reporter.advance()
@@ -481,4 +485,5 @@ class _CompressJob:
             uncompressed_rounds_ms=latency.uncompressed_rounds_ms if latency else [], speedup=speedup,
             top1_before=result.baseline_top1, top1_after=result.top1, test_images=result.top1_images,
             top1_through=result.top1_through, bytes_before=result.baseline_file_bytes, bytes_after=result.file_bytes,
-            proxy_top1=policy.notes.get("proxy_top1"), engine=result.engine)
+            proxy_top1=policy.notes.get("proxy_top1"), engine=result.engine,
+            bad_images=sorted(self.data.bad.files))

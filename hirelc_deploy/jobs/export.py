@@ -14,13 +14,15 @@ from ..errors import InputError
 from ..artifacts.manifest import Manifest
 from ..latency.table import default_table_path, load_table
 from ..models import ModelSpec, as_spec
-from ..records import ModelRef
+from ..compute import resolve_device
+from ..records import DataOptions, ModelRef
 from ..pipeline import (
     DataConfig,
     check_policy,
     check_sparse_blocks,
     export_policy,
     load_model,
+    finetune_images as finetune_images_total,
     prepare_data,
     sensitivity_of,
 )
@@ -36,14 +38,15 @@ CRITERIA = ("fisher", "l1")
 def export(model: str | ModelRef, weights: Path, data: Path, target: str | Target, policy: Path | Policy, out: Path, *,
            finetune_epochs: float = 1.0, finetune_images: int = 10_000, lr: float = 0.01, criterion: str = "fisher",
            table: Path | None = None, sparse_2_4: str | Sequence[str] | None = None, seed: int = 0,
-           reporter: Reporter | None = None) -> Manifest:
+           reporter: Reporter | None = None, data_options: DataOptions = DataOptions()) -> Manifest:
     """Apply ``policy`` to the trained ``model`` for real (channels removed, the target's low-precision kernels),
     fine-tune it by distillation on the train split of ``data``, and write ``out``: the artifact of the target's
     backend, the uncompressed baseline, the policy, the sensitivity used and ``manifest.json`` (returned).
 
     ``sparse_2_4`` gives the convolutions of those blocks (``"all"`` = every kept block) 2:4 structured sparsity,
     on targets that run it. ``table`` (default: the stored table of the model on the target, if any) is recorded
-    as the source of the policy's prediction and must have been measured on this device.
+    as the source of the policy's prediction and must have been measured on this device. ``data_options`` say how
+    images are read and where fine-tuning runs (``--device``).
     """
     reporter = reporter or SilentReporter()
     if criterion not in CRITERIA:
@@ -57,15 +60,15 @@ def export(model: str | ModelRef, weights: Path, data: Path, target: str | Targe
     fingerprint = _table_fingerprint(table, spec, tgt)
     torch.manual_seed(seed)
     np.random.seed(seed)
-    teacher = load_model(spec, weights)
-    config = DataConfig(seed=seed, train_images=finetune_images)
-    reporter.phase("decoding images", finetune_images + config.heldout_images)
-    prepared = prepare_data(spec, Path(data), config, on_image=reporter.advance)
+    device = resolve_device(data_options.device)
+    teacher = load_model(spec, weights).to(device)
+    config = DataConfig(seed=seed, train_images=finetune_images, options=data_options)
+    prepared = prepare_data(spec, Path(data), config, reporter, device)
     sensitivity = None
     if criterion == "fisher":
         reporter.phase("Fisher sensitivity", config.fisher_images)
         sensitivity = sensitivity_of(teacher, spec, prepared, config, reporter.advance)
-    reporter.phase("fine-tuning", max(1, round(finetune_epochs * (len(prepared.train) // config.batch_size))))
+    reporter.phase("fine-tuning (images)", finetune_images_total(prepared, config, finetune_epochs))
     out = Path(out)
     _, manifest = export_policy(teacher, spec, plan, tgt, prepared, config,
                                 DistillConfig(epochs=finetune_epochs, lr=lr), out, fingerprint, sensitivity,

@@ -10,6 +10,7 @@ import torch.fx as fx
 import torch_pruning as tp
 from torch import nn
 
+from ..compute import device_of
 from .discovery import BlockInfo, is_grouped
 from .tracing import branch_convs, nonnegative, residual_join, trace
 
@@ -66,7 +67,8 @@ def apply_widths(model: nn.Module, units: Sequence[BlockInfo], widths: Sequence[
             conv = model.get_submodule(group.root)
             if conv.out_channels <= keep or (group.step > 1 and grouped_done):
                 continue
-            deps = deps or tp.DependencyGraph().build_dependency(model, example_inputs=torch.zeros(*input_shape))
+            deps = deps or tp.DependencyGraph().build_dependency(model, example_inputs=torch.zeros(
+                *input_shape, device=device_of(model)))
             if group.step > 1:  # every group around the grouped convolution goes with the first
                 _prune_whole_groups(model, deps, unit, g, keep, importance(index, g, conv))
                 grouped_done = True

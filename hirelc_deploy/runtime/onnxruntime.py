@@ -16,7 +16,7 @@ import onnx
 import onnxruntime as ort
 from google.protobuf.message import DecodeError
 
-from ..data import ImageSet, Normalize
+from ..data import ImageSet, Normalize, StreamedImages
 from ..errors import InputError
 from ..latency.timing import Timing, measure_interleaved
 from ..models.naming import HEAD, INPUT_NAME, BlockMapper
@@ -102,13 +102,15 @@ def static_shape(session: ort.InferenceSession, path: Path) -> list[int]:
     return list(shape)
 
 
-def top1_accuracy(session: ort.InferenceSession, images: ImageSet, normalize: Normalize,
-                  on_batch: Callable[[], None] | None = None) -> float:
-    """Top-1 accuracy of an ONNX Runtime session over an image set, padding the last static-size batch."""
+def top1_accuracy(session: ort.InferenceSession, images: ImageSet | StreamedImages, normalize: Normalize,
+                  on_batch: Callable[[], None] | None = None) -> tuple[float, int]:
+    """Top-1 accuracy of an ONNX Runtime session over an image set, padding the last static-size batch, and
+    the number of images scored (bad images skipped under --skip-bad-images are not)."""
     batch, _, h, w = session.get_inputs()[0].shape
-    correct = 0
+    correct = seen = 0
     for x, y in images.batches(batch, normalize, size=(h, w)):
         n = len(y)
+        seen += n
         data = x.numpy()
         if n < batch:
             data = np.concatenate([data, np.zeros((batch - n, *data.shape[1:]), dtype=np.float32)])
@@ -116,7 +118,7 @@ def top1_accuracy(session: ort.InferenceSession, images: ImageSet, normalize: No
         correct += int((logits.argmax(1) == y.numpy()).sum())
         if on_batch:
             on_batch()
-    return correct / len(images)
+    return correct / max(seen, 1), seen
 
 
 def measure_latency(models: Mapping[str, Path], target: Target,

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..apply import prune_to_widths, recalibrate_batchnorm
+from ..compute import device_of, to_device
 from ..models import BlockInfo
 from ..precision import Precision
 from ..sensitivity import Sensitivity
@@ -71,8 +72,8 @@ class EvalData:
 
 
 class Evaluator:
-    """Builds and scores candidates; ``cache`` may be shared between searches (results do not depend on
-    the strategy, the seed or the target)."""
+    """Builds and scores candidates on the device of ``teacher``; ``cache`` may be shared between searches
+    (results do not depend on the strategy, the seed or the target)."""
 
     def __init__(self, teacher: nn.Module, blocks: Sequence[BlockInfo], input_shape: Sequence[int], data: EvalData,
                  sensitivity: Sensitivity, cache: dict | None = None, batch_size: int = 250):
@@ -87,7 +88,9 @@ class Evaluator:
 
     @torch.no_grad()
     def _logits(self, model: nn.Module) -> torch.Tensor:
-        return torch.cat([model(x) for x in self.data.heldout.split(self.batch_size)])
+        # Candidates run on the teacher's device (``--device``); the scores are compared on the CPU.
+        device = device_of(model)
+        return torch.cat([model(to_device(x, device)).cpu() for x in self.data.heldout.split(self.batch_size)])
 
     def build(self, widths: Sequence[int], precisions: Sequence[str]) -> nn.Module:
         """The candidate itself: pruned, BatchNorm-recalibrated, INT8 blocks simulated."""

@@ -17,6 +17,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..compute import device_of
+
 
 def _fake_quant_weight(weight: torch.Tensor) -> torch.Tensor:
     absmax = weight.abs().flatten(1).amax(1).clamp_min(1e-12)
@@ -55,7 +57,7 @@ def simulate_int8(model: nn.Module, blocks: Sequence[Sequence[nn.Module]], calib
         for module, where, rng in points
     ]
     model.eval()
-    model(calibration)
+    model(calibration.to(device_of(model)))
     for handle in recorders:
         handle.remove()
     for module, where, rng in points:

@@ -163,11 +163,11 @@ def bench_onnx(artifact: Path, target: Target, images: ImageSet | None, normaliz
             raise InputError(f"--baseline {baseline}: input shape differs from {artifact}")
         runners["baseline"] = runner(base_session, shape)
     timings = measure_interleaved(runners, target.measure, on_burst=lambda: note("timing"))
-    top1 = baseline_top1 = None
+    top1 = baseline_top1 = scored = None
     if images is not None:
-        top1 = top1_accuracy(session, images, normalize, on_batch=lambda: note("accuracy"))
+        top1, scored = top1_accuracy(session, images, normalize, on_batch=lambda: note("accuracy"))
         if base_session is not None:
-            baseline_top1 = top1_accuracy(base_session, images, normalize, on_batch=lambda: note("accuracy"))
+            baseline_top1, _ = top1_accuracy(base_session, images, normalize, on_batch=lambda: note("accuracy"))
     return BenchResult(
         artifact=str(artifact), target=target.name, fingerprint=current_fingerprint(target).to_dict(),
         input_shape=shape, file_bytes=Path(artifact).stat().st_size, latency_ms=timings["artifact"].to_dict(),
@@ -175,7 +175,7 @@ def bench_onnx(artifact: Path, target: Target, images: ImageSet | None, normaliz
         baseline_latency_ms=timings["baseline"].to_dict() if baseline is not None else None,
         baseline_file_bytes=Path(baseline).stat().st_size if baseline is not None else None,
         speedup=timings["baseline"].median_ms / timings["artifact"].median_ms if baseline is not None else None,
-        measured_with=MEASURED_WITH, top1=top1, top1_images=len(images) if images is not None else None,
+        measured_with=MEASURED_WITH, top1=top1, top1_images=scored,
         baseline_top1=baseline_top1, top1_through="the exported model in ONNX Runtime on this machine",
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )

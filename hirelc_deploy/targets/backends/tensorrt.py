@@ -159,13 +159,13 @@ class TensorRTBackend:
         engine = load_manifest(artifacts).engine
         model, baseline = artifacts / MODEL_NAME, artifacts / BASELINE_NAME
         session = reference_session(model, basic_only=True)
+        top1, scored = top1_accuracy(session, images, normalize)
         result = BenchResult(
             artifact=str(model), target=target.name, fingerprint=current_fingerprint(target).to_dict(),
             input_shape=list(session.get_inputs()[0].shape), file_bytes=model.stat().st_size,
             baseline=str(baseline), baseline_file_bytes=baseline.stat().st_size,
-            top1=top1_accuracy(session, images, normalize),
-            top1_images=len(images),
-            baseline_top1=top1_accuracy(reference_session(baseline, basic_only=True), images, normalize),
+            top1=top1, top1_images=scored,
+            baseline_top1=top1_accuracy(reference_session(baseline, basic_only=True), images, normalize)[0],
             top1_through=TOP1_THROUGH, engine=dict(engine),
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         )

@@ -1,0 +1,112 @@
+"""``hirelc compress``: the main job in one command (search, apply for real, fine-tune, export, re-measure), and
+``--resume`` of a run after a crash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .cli_common import (MODEL_HELP, console, device_option, emit, input_shape_option, json_option, loading_option,
+                         model_arg_option, model_fields, norm_option, preprocess_option, reporter_bars, resize_option,
+                         skip_bad_option, state, workers_option)
+from .cli_output import print_summary
+from .errors import InputError
+from .records import DataOptions
+
+
+def compress_cmd(
+    ctx: typer.Context,
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=MODEL_HELP + " Required unless --resume."),
+    model_args: list[str] = model_arg_option(),
+    input_shape: Optional[str] = input_shape_option(),
+    mean: Optional[str] = norm_option("--mean"),
+    std: Optional[str] = norm_option("--std"),
+    weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Checkpoint path, or a public checkpoint "
+                                          "name (resnet20-cifar10, resnet56-cifar10; fetched once into "
+                                          "$HIRELC_CACHE). Required unless --resume."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Dataset root with train/ and test/ (ImageFolder "
+                                        "or CIFAR batches). The search scores on held-out train images; test is for "
+                                        "the end. Required unless --resume."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="Target name (see `hirelc targets`) or a "
+                                         ".toml path. Required unless --resume."),
+    latency_budget: Optional[str] = typer.Option(None, "--latency-budget", "-b", help="Absolute (0.6ms, 600us) or a "
+                                                 "fraction of the uncompressed model's measured latency (0.5x). "
+                                                 "Required unless --resume."),
+    strategy: str = typer.Option("hirelc", "--strategy", "-s", help="hirelc, amc, rl-pruner, two-stage, "
+                                 "fisher-greedy, uniform or random."),
+    evals: int = typer.Option(100, "--evals", help="Real candidate evaluations the search may spend."),
+    finetune_epochs: float = typer.Option(1.0, "--finetune-epochs", help="Distillation epochs (0 = none)."),
+    finetune_images: int = typer.Option(10_000, "--finetune-images", help="Training images for fine-tuning."),
+    heldout_images: int = typer.Option(1_000, "--heldout-images", help="Held-out train images that score "
+                                       "candidates."),
+    test_per_class: Optional[int] = typer.Option(None, "--test-per-class", help="Test images per class for the "
+                                                 "final top-1 (default: all)."),
+    finalists: int = typer.Option(3, "--finalists", help="Best policies timed for real before fine-tuning."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = device_option(), loading: str = loading_option(), preprocess: str = preprocess_option(),
+    resize: Optional[int] = resize_option(), workers: Optional[int] = workers_option(),
+    skip_bad: bool = skip_bad_option(),
+    table_path: Optional[Path] = typer.Option(None, "--table", help="Latency table to use (default: the stored "
+                                              "one if it was measured here, else profile now)."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (default runs/STAMP-compress-...)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory after a crash "
+                                          "or kill: finished stages and evaluations are reused, the search ends "
+                                          "where an uninterrupted run would. Other flags may be left out; any "
+                                          "given must match the run's."),
+    as_json: bool = json_option(),
+):
+    """Compress a trained model for a latency budget: search, apply for real, fine-tune, export, re-measure.
+
+    The run directory gets every record (config, table, sensitivity, candidates.jsonl, policy, artifacts with
+    checksums, bench.json, summary.json) and report.html.
+
+    \b
+    Example:
+      hirelc compress --model resnet56 --weights ../shared/models/cifar10-resnet/resnet56-4bfd9763.th \\
+          --data ../shared/datasets/cifar10 --target cpu-ort-1t --latency-budget 0.5x --evals 100 --run-dir runs/r56
+      hirelc compress --resume runs/r56      # after a crash or kill -9
+    """
+    from .jobs import compress as library
+
+    options = {"strategy": strategy, "evals": evals, "finetune_epochs": finetune_epochs,
+               "finetune_images": finetune_images, "heldout_images": heldout_images, "test_per_class": test_per_class,
+               "finalists": finalists, "seed": seed, "table": table_path,
+               "data_options": DataOptions(device, loading, preprocess, resize, workers, skip_bad),
+               **model_fields(model_args, input_shape, mean, std)}
+    required = {"model": model, "weights": weights, "data": data, "target": target, "latency_budget": latency_budget}
+    with reporter_bars() as reporter:
+        if resume:
+            if run_dir and run_dir.resolve() != resume.resolve():
+                raise InputError(f"--run-dir {run_dir}: a resumed run stays in its directory ({resume})")
+            given = {name: value for name, value in {**required, **options}.items()
+                     if any(_given(ctx, param) for param in _PARAM_NAMES.get(name, (name,)))}
+            result = library.resume(resume, reporter, **given)
+        else:
+            missing = ["--" + name.replace("_", "-") for name, value in required.items() if value is None]
+            if missing:
+                raise InputError(f"{', '.join(missing)}: required (unless --resume RUN_DIR)")
+            result = library.compress(**required, run_dir=run_dir, reporter=reporter, **options)
+    summary = result.summary
+    if as_json:
+        emit({**summary.to_dict(), "run_dir": str(result.run_dir), "report": str(result.report)})
+    elif state["quiet"]:
+        latency = summary.measured_ms if summary.measured else summary.predicted_ms
+        print(f"{latency:.4f} ms (budget {summary.budget_ms:.4f} ms, {summary.verdict}), "
+              f"top-1 {100 * summary.top1_after:.2f}%")
+    else:
+        print_summary(summary)
+        console.print(f"run directory: {result.run_dir}\nreport: {result.report}")
+
+
+# CompressConfig field -> the CLI parameters that set it, where the names differ.
+_PARAM_NAMES = {"table": ("table_path",),
+                "data_options": ("device", "loading", "preprocess", "resize", "workers", "skip_bad")}
+
+
+def _given(ctx: typer.Context, param: str) -> bool:
+    """Whether the user set ``param`` on the command line (not left at its default). Compared by name: the
+    enum lives in click or in typer's vendored copy of it, depending on typer's version."""
+    source = ctx.get_parameter_source(param)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")

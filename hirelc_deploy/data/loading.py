@@ -1,0 +1,126 @@
+"""Which split folders a run reads, and whether their images are decoded into memory or streamed from disk.
+
+Decoding once into memory is fastest when the decoded images are small (CIFAR-10's 11,000 images a run uses take
+34 MB): every later pass is a tensor slice. Streaming costs a decode per image per pass, but its memory does not
+grow with the folder, and it is the only way to draw a fresh random-resized crop from the full image each pass
+(the ImageNet training recipe). ``choose_loading`` picks, and says why (the run's log and ``config.json``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DatasetError, InputError
+from .cifar_batches import CifarBatchesDataset
+from .imagefolder import ImageFolderDataset, class_folders
+from .images import ImageSet, load_images
+from .preprocess import Preprocess
+from .stream import BadImages, StreamedImages
+
+log = logging.getLogger(__name__)
+
+LOADINGS = ("auto", "memory", "stream")
+MEMORY_LIMIT_BYTES = 1 << 30  # decoded uint8 images above this stream instead (auto)
+SPLIT_FOLDERS = {"train": ("train",), "test": ("test", "val"), "val": ("val", "test")}
+
+
+@dataclass(frozen=True)
+class Loading:
+    """How one set of images is read, and why."""
+
+    mode: str  # "memory" or "stream"
+    reason: str
+
+
+def choose_loading(requested: str, dataset, preprocess: Preprocess, count: int) -> Loading:
+    """``memory`` or ``stream`` for ``count`` images of ``dataset`` under ``preprocess`` (``requested``: auto,
+    memory or stream, from ``--data-loading``)."""
+    if requested not in LOADINGS:
+        raise InputError(f"--data-loading {requested}: expected {', '.join(LOADINGS)}")
+    if isinstance(dataset, CifarBatchesDataset):
+        return Loading("memory", "CIFAR batch files are read into memory whole")
+    if requested == "memory" and preprocess.style == "imagenet":
+        raise InputError("--data-loading memory: the imagenet recipe crops every pass from the full image; "
+                         "use --data-loading stream or auto")
+    if requested != "auto":
+        return Loading(requested, f"--data-loading {requested}")
+    if preprocess.style == "imagenet":
+        return Loading("stream", "the imagenet recipe crops every pass from the full image")
+    decoded = count * 3 * preprocess.size[0] * preprocess.size[1]
+    if decoded <= MEMORY_LIMIT_BYTES:
+        return Loading("memory", f"{count} images decode to {decoded / 2**20:.0f} MiB (at most "
+                                 f"{MEMORY_LIMIT_BYTES >> 20} MiB are held in memory)")
+    return Loading("stream", f"{count} images would decode to {decoded / 2**20:.0f} MiB (more than "
+                             f"{MEMORY_LIMIT_BYTES >> 20} MiB)")
+
+
+def default_workers(requested: int | None) -> int:
+    """``--workers`` (default: one DataLoader process per CPU core, at most 8)."""
+    if requested is None:
+        return min(8, os.cpu_count() or 1)
+    if requested < 0:
+        raise InputError(f"--workers {requested}: expected 0 (decode in the main process) or more")
+    return requested
+
+
+def split_folder(path: Path, split: str) -> Path | None:
+    """The folder holding ``split`` under ``path`` (``test`` falls back to ImageNet's ``val/`` and back), or
+    None when ``path`` has no split folders at all."""
+    for name in SPLIT_FOLDERS[split]:
+        if (path / name).is_dir():
+            if name != split:
+                log.info("--data %s: no %s/ folder, using %s/ as the %s split", path, split, name, split)
+            return path / name
+    if any((path / name).is_dir() for names in SPLIT_FOLDERS.values() for name in names):
+        # A split layout without the requested split: its other splits must not be mistaken for classes.
+        raise DatasetError(f"--data {path}: has no {' or '.join(f'{n}/' for n in SPLIT_FOLDERS[split])} folder")
+    return None
+
+
+def check_same_classes(path: Path, splits: tuple[str, ...]) -> None:
+    """Every split folder of an ImageFolder ``path`` must hold the same class folders (labels are positions in
+    the sorted list): the first difference is a one-line error."""
+    folders = [f for f in (split_folder(path, s) for s in splits) if f is not None]
+    if len(folders) < 2:
+        return
+    first = folders[0]
+    reference = class_folders(first)
+    for other in folders[1:]:
+        classes = class_folders(other)
+        if classes == reference:
+            continue
+        only_first = sorted(set(reference) - set(classes))
+        only_other = sorted(set(classes) - set(reference))
+        name, where = (only_first[0], first.name) if only_first else (only_other[0], other.name)
+        raise DatasetError(f"--data {path}: {first.name}/ and {other.name}/ have different class folders "
+                           f"('{name}' is only in {where}/)")
+
+
+def open_dataset(path: str | Path, split: str, limit_per_class: int | None = None
+                 ) -> CifarBatchesDataset | ImageFolderDataset:
+    """Open ``split`` of the dataset at ``path``: CIFAR batches, ``path/<split>/<class>/`` (``val/`` standing in
+    for a missing ``test/``), or ``path/<class>/``."""
+    path = Path(path)
+    if not path.is_dir():
+        raise DatasetError(f"--data {path}: {'is not a directory' if path.exists() else 'does not exist'}")
+    if (path / "data_batch_1").exists() or (path / "test_batch").exists():
+        return CifarBatchesDataset(path, split, limit_per_class=limit_per_class)
+    folder = split_folder(path, split)
+    if folder is not None:
+        return ImageFolderDataset(folder, limit_per_class=limit_per_class)
+    if class_folders(path):
+        return ImageFolderDataset(path, limit_per_class=limit_per_class)
+    raise DatasetError(f"--data {path}: neither CIFAR batches (data_batch_1/test_batch), nor split folders "
+                       f"(train/, test/ or val/), nor class sub-folders")
+
+
+def open_images(dataset, indices, preprocess: Preprocess, loading: Loading, workers: int = 0,
+                bad: BadImages | None = None, pin_memory: bool = False, on_image=None) -> ImageSet | StreamedImages:
+    """The images at ``indices`` of ``dataset``: decoded now (``loading.mode == "memory"``, ``on_image`` called per
+    image) or streamed by ``workers`` processes on each pass."""
+    if loading.mode == "memory":
+        return load_images(dataset, indices, on_image, preprocess, bad)
+    return StreamedImages(dataset, indices, preprocess, workers, bad, pin_memory)
