@@ -10,6 +10,7 @@ The public Python API, with the same defaults as the CLI (every ``hirelc`` comma
     measured = hd.bench("out/model.onnx", "cpu-ort-1t", baseline="out/baseline_fp32.onnx")
     mine = hd.ModelRef("my_nets.py:build", {"width": 16}, [3, 32, 32])     # your own model: pass it as ``model``
     blocks = hd.resolve_model(mine).discovery                                 # -> what ``hirelc inspect`` shows
+    gpu = hd.DataOptions(device="cuda", workers=8)                           # ``data_options=`` of compress/export
 
 Attributes are imported on first use so that ``import hirelc_deploy`` stays cheap.
 """
@@ -50,6 +51,7 @@ _API = {
     "get_model_spec": "models",
     "resolve_model": "models",
     "ModelRef": "records",
+    "DataOptions": "records",
 }
 
 __all__ = sorted(_API)

@@ -62,6 +62,14 @@ Workflow (data flows one way: profile -> table -> search -> policy -> export -> 
      every layer left alone, with the reason.
 
 \b
+  Your data, and a GPU for training: --data is an ImageFolder root of any size
+  (train/ with test/ or val/), decoded into memory or streamed by DataLoader
+  workers (--data-loading, --workers), preprocessed the cifar or imagenet way
+  (--preprocess, --resize); --device cuda runs Fisher, candidate evaluation,
+  BatchNorm recalibration and fine-tuning on the GPU (latency is still measured
+  on the target); --skip-bad-images skips and counts undecodable files.
+
+\b
   NVIDIA GPUs (TensorRT): the same commands with --target trt-h100-b1 (or -b32).
      On a GPU with TensorRT: measured tables, engines (.engine, timing cache, per-layer
      report checked against the policy), CUDA-event latencies. Without one:

@@ -26,9 +26,9 @@ def compress_cmd(
     weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Checkpoint path, or a public checkpoint "
                                           "name (resnet20-cifar10, resnet56-cifar10; fetched once into "
                                           "$HIRELC_CACHE). Required unless --resume."),
-    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Dataset root with train/ and test/ (ImageFolder "
-                                        "or CIFAR batches). The search scores on held-out train images; test is for "
-                                        "the end. Required unless --resume."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Dataset root with train/ and test/ or val/ "
+                                        "(ImageFolder) or CIFAR batches. The search scores on held-out train images; "
+                                        "test is for the end. Required unless --resume."),
     target: Optional[str] = typer.Option(None, "--target", "-t", help="Target name (see `hirelc targets`) or a "
                                          ".toml path. Required unless --resume."),
     latency_budget: Optional[str] = typer.Option(None, "--latency-budget", "-b", help="Absolute (0.6ms, 600us) or a "

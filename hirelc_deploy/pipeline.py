@@ -17,8 +17,7 @@ from torch import nn
 from .apply import DistillConfig, distill, make_permanent, prune_to_widths, recalibrate_batchnorm, sparsify
 from .compute import device_of, resolve_device
 from .data import (BadImages, ImageSet, Normalize, Preprocess, StreamedImages, check_classes, check_same_classes,
-                   choose_loading, dataset_labels, default_workers, open_dataset, open_images, resolve_preprocess,
-                   stratified_split)
+                   choose_loading, dataset_labels, open_dataset, open_images, resolve_preprocess, stratified_split)
 from .errors import InputError
 from .artifacts.manifest import Manifest
 from .latency.profile import Progress
@@ -116,18 +115,16 @@ def prepare_data(spec: ModelSpec, data: Path, config: DataConfig, reporter: Repo
     # (BatchNorm recalibration, INT8 calibration, export checks) must be a mix of classes, not one class.
     train_idx = rng.permutation(train_idx)[: config.train_images]
     held_idx = rng.permutation(held_idx)[: config.heldout_images]
-    loading = choose_loading(options.loading, dataset, preprocess, len(train_idx) + len(held_idx))
-    workers = default_workers(options.workers) if loading.mode == "stream" else 0
+    loading = choose_loading(options.loading, dataset, preprocess, len(train_idx) + len(held_idx), options.workers)
     device = device or torch.device("cpu")
-    plan = DataPlan(str(getattr(dataset, "root", data)), loading.mode, loading.reason, preprocess, workers,
+    plan = DataPlan(str(getattr(dataset, "root", data)), loading.mode, loading.reason, preprocess, loading.workers,
                     str(device))
     log.info("images of %s: %s (%s), %s recipe, %d workers", plan.train_folder, loading.mode, loading.reason,
-             preprocess.style, workers)
+             preprocess.style, loading.workers)
     bad = BadImages(options.skip_bad_images)
     if loading.mode == "memory":
         reporter.phase("decoding images", len(train_idx) + len(held_idx))
-    pin = device.type == "cuda"
-    images = [open_images(dataset, idx, preprocess, loading, workers, bad, pin, reporter.advance)
+    images = [open_images(dataset, idx, preprocess, loading, bad, device.type == "cuda", reporter.advance)
               for idx in (train_idx, held_idx)]
     return PreparedData(images[0], images[1], Normalize(spec.mean, spec.std), spec.input_shape[1:], plan, bad)
 
@@ -140,12 +137,11 @@ def open_test_images(input_shape: Sequence[int], data: Path, options: DataOption
     reporter = reporter or SilentReporter()
     dataset = open_dataset(data, "test", limit_per_class=limit_per_class)
     preprocess = resolve_preprocess(options.preprocess, input_shape, options.resize)
-    loading = choose_loading(options.loading, dataset, preprocess, len(dataset))
-    workers = default_workers(options.workers) if loading.mode == "stream" else 0
+    loading = choose_loading(options.loading, dataset, preprocess, len(dataset), options.workers)
     log.info("test images of %s: %s (%s)", getattr(dataset, "root", data), loading.mode, loading.reason)
     if loading.mode == "memory":
         reporter.phase("decoding test images", len(dataset))
-    return open_images(dataset, np.arange(len(dataset)), preprocess, loading, workers,
+    return open_images(dataset, np.arange(len(dataset)), preprocess, loading,
                        bad or BadImages(options.skip_bad_images), on_image=reporter.advance)
 
 
@@ -205,7 +201,7 @@ def apply_policy(teacher: nn.Module, spec: ModelSpec, policy: Policy, data: Prep
     return student, sparse_layers
 
 
-def finetune_images(data: PreparedData, config: DataConfig, epochs: float) -> int:
+def finetune_image_count(data: PreparedData, config: DataConfig, epochs: float) -> int:
     """The images fine-tuning goes through (what its progress counts): its steps times the batch size."""
     return max(1, math.ceil(epochs * max(1, len(data.train) // config.batch_size))) * config.batch_size
 
@@ -246,13 +242,14 @@ def export_policy(teacher: nn.Module, spec: ModelSpec, policy: Policy, target: T
 
 def measure_sensitivity(model: str | ModelRef, weights: Path, data: Path, samples: int = 256, seed: int = 0,
                         out: Path | None = None, reporter: Reporter | None = None,
-                        options: DataOptions = DataOptions()) -> Sensitivity:
+                        data_options: DataOptions = DataOptions()) -> Sensitivity:
     """``hirelc sensitivity``: Fisher sensitivity per block of the trained ``model`` on ``samples`` held-out
     training images of ``data`` (never its test split), also written to ``out`` when given."""
     reporter = reporter or SilentReporter()
     spec = as_spec(model)
-    device = resolve_device(options.device)
-    config = DataConfig(seed=seed, train_images=1, heldout_images=samples, fisher_images=samples, options=options)
+    device = resolve_device(data_options.device)
+    config = DataConfig(seed=seed, train_images=1, heldout_images=samples, fisher_images=samples,
+                        options=data_options)
     teacher = load_model(spec, weights).to(device)
     prepared = prepare_data(spec, Path(data), config, reporter, device)
     reporter.phase("Fisher sensitivity", samples)

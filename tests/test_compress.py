@@ -72,6 +72,11 @@ def test_compress_end_to_end(uninterrupted):
     config = json.loads((run / "config.json").read_text())
     assert config["config"]["latency_budget"] == "0.6x" and config["config"]["evals"] == 6
     assert config["weights_sha256"].startswith("12fca82f")
+    # ../shared's CIFAR-10 at 32x32 is decoded into memory under the CIFAR recipe, and trained on this CPU.
+    plan = config["data"]
+    assert (plan["loading"], plan["preprocess"]["style"], plan["workers"], plan["device"]) == ("memory", "cifar", 0,
+                                                                                              "cpu")
+    assert plan["train_folder"].endswith("train") and summary["bad_images"] == []
     candidates = _candidates(run)
     assert 1 <= len(candidates) <= 6
     baseline = json.loads((run / "baseline.json").read_text())

@@ -70,14 +70,22 @@ def test_tiny_compress_of_a_users_model_ends_feasible_with_a_report(factory, mon
     weights = tmp_path / "w.pt"
     torch.save(resolve_model(ModelRef(f"{NETS}:{factory}", {}, COMPRESS_SHAPE)).make().state_dict(), weights)
     run = tmp_path / "run"
+    streamed = []
+    if factory == "resnet_projection":  # streams its images; one test image is corrupt (skipped and listed)
+        bad = tiny_cifar / "test" / "class03" / "0000.png"
+        bad.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+        streamed = ["--data-loading", "stream", "--workers", "2", "--skip-bad-images"]
     code, out, err = hirelc(monkeypatch, capsys, "compress", "--model", f"{NETS}:{factory}", "--input-shape",
                             "3x32x32", "--weights", str(weights), "--data", str(tiny_cifar), "--target", str(target),
                             "--latency-budget", "0.9x", "--strategy", "fisher-greedy", "--evals", "3",
                             "--finetune-images", "32",
                             "--finetune-epochs", "0.5", "--heldout-images", "40", "--test-per-class", "2",
-                            "--finalists", "1", "--run-dir", str(run), "--json")
+                            "--finalists", "1", "--run-dir", str(run), "--json", *streamed)
     assert code == 0, err
     summary = json.loads(out)
+    if streamed:
+        assert summary["bad_images"] == [str(bad)] and summary["test_images"] == 19
+        assert json.loads((run / "config.json").read_text())["data"]["loading"] == "stream"
     assert summary["model"] == f"nets.py:{factory}" and summary["measured_ms"] is not None
     policy = json.loads((run / "policy.json").read_text())
     assert [b["name"] for b in policy["blocks"]] == [row[0] for row in USER_BLOCKS[factory]]

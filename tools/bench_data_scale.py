@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -104,6 +105,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="20000,200000", help="train images of each generated folder")
     parser.add_argument("--loadings", default="stream,memory")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds of the whole matrix (peak memory varies "
+                        "with the allocator: medians are compared)")
     parser.add_argument("--big-finetune", type=int, default=100_000, help="fine-tuning images of the last pair "
                         "(0: skip it)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/hirelc_data_scale"))
@@ -133,36 +136,43 @@ def main() -> None:
                 "--run-dir", str(args.work / "runs" / f"{tag}-{time.time_ns()}")]
 
     rows = []
-    for loading in args.loadings.split(","):  # sizes interleaved within each loading
-        for n in sizes:
-            sens = run(["sensitivity", "--model", "resnet20", "--weights", str(weights), "--data", str(folders[n]),
-                        "--samples", "256", "--data-loading", loading, "--workers", "2"], env)
-            rows.append({"job": "sensitivity", "train_images": n, "loading": loading, **sens})
-            print(rows[-1], flush=True)
-            rows.append({"job": "compress", "train_images": n, "loading": loading, "finetune_images": 10_000,
-                         **run(compress(folders[n], loading, f"{n}-{loading}"), env)})
-            print(rows[-1], flush=True)
-    if args.big_finetune:
-        for loading in args.loadings.split(","):
+    for repeat in range(args.repeats):
+        for loading in args.loadings.split(","):  # sizes interleaved within each loading
+            for n in sizes:
+                sens = run(["sensitivity", "--model", "resnet20", "--weights", str(weights), "--data",
+                            str(folders[n]), "--samples", "256", "--data-loading", loading, "--workers", "2"], env)
+                rows.append({"job": "sensitivity", "train_images": n, "loading": loading, "finetune_images": 0,
+                             "repeat": repeat, **sens})
+                print(rows[-1], flush=True)
+                rows.append({"job": "compress", "train_images": n, "loading": loading, "finetune_images": 10_000,
+                             "repeat": repeat, **run(compress(folders[n], loading, f"{n}-{loading}"), env)})
+                print(rows[-1], flush=True)
+        for loading in args.loadings.split(",") if args.big_finetune else ():
             rows.append({"job": "compress", "train_images": sizes[-1], "loading": loading,
-                         "finetune_images": args.big_finetune,
+                         "finetune_images": args.big_finetune, "repeat": repeat,
                          **run(compress(folders[sizes[-1]], loading, f"big-{loading}", args.big_finetune), env)})
             print(rows[-1], flush=True)
 
-    print(f"\n{'job':12s}{'images':>9s}{'fine-tune':>10s}{'loading':>9s}{'peak MiB':>10s}{'child MiB':>10s}"
-          f"{'wall s':>8s}")
+    print(f"\n{'job':12s}{'images':>9s}{'fine-tune':>10s}{'loading':>9s}{'peak MiB (median, min-max)':>30s}"
+          f"{'child MiB':>11s}{'wall s':>8s}")
+    groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        print(f"{r['job']:12s}{r['train_images']:9d}{r.get('finetune_images', 0):10d}{r['loading']:>9s}"
-              f"{r['self_peak_mib']:10.0f}{r['child_peak_mib']:10.0f}{r['wall_s']:8.0f}")
+        groups.setdefault((r["job"], r["train_images"], r["finetune_images"], r["loading"]), []).append(r)
+    medians = {}
+    for (job, n, finetune, loading), runs in groups.items():
+        peaks = [r["self_peak_mib"] for r in runs]
+        medians[(job, n, finetune, loading)] = statistics.median(peaks)
+        print(f"{job:12s}{n:9d}{finetune:10d}{loading:>9s}"
+              f"{f'{statistics.median(peaks):.0f} ({min(peaks):.0f}-{max(peaks):.0f})':>30s}"
+              f"{statistics.median(r['child_peak_mib'] for r in runs):11.0f}"
+              f"{statistics.median(r['wall_s'] for r in runs):8.0f}")
     growth = {}
-    for job in ("sensitivity", "compress"):
-        for loading in args.loadings.split(","):
-            peaks = [r["self_peak_mib"] for r in rows if r["job"] == job and r["loading"] == loading
-                     and r.get("finetune_images", 10_000) == 10_000]
-            if len(peaks) == len(sizes) and len(sizes) > 1:
-                growth[f"{job}/{loading}"] = peaks[-1] / peaks[0] - 1
-    for key, value in growth.items():
-        print(f"peak memory, {sizes[-1]} vs {sizes[0]} images, {key}: {100 * value:+.1f}%")
+    for (job, n, finetune, loading), peak in medians.items():
+        first = medians.get((job, sizes[0], finetune, loading))
+        if n == sizes[-1] and first and len(sizes) > 1:
+            growth[f"{job}/{loading}"] = peak / first - 1
+            print(f"peak memory (median), {sizes[-1]} vs {sizes[0]} images, {job}, {loading}: "
+                  f"{100 * growth[f'{job}/{loading}']:+.1f}%")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"sizes": sizes, "machine": platform.processor() or platform.machine(),
                                     "cpus": os.cpu_count(), "rows": rows, "growth": growth}, indent=2))

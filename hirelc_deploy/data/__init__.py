@@ -6,8 +6,7 @@ from __future__ import annotations
 from .cifar_batches import CifarBatchesDataset, RestrictedUnpickler, load_batch_file
 from .imagefolder import IMAGE_EXTENSIONS, ImageFolderDataset, Transform
 from .images import ImageSet, check_classes, dataset_labels, load_images
-from .loading import (LOADINGS, Loading, check_same_classes, choose_loading, default_workers, open_dataset,
-                      open_images, split_folder)
+from .loading import LOADINGS, Loading, check_same_classes, choose_loading, open_dataset, open_images, split_folder
 from .preprocess import STYLES, Preprocess, resolve_preprocess
 from .splits import split_indices, stratified_split
 from .stream import BadImages, StreamedImages
@@ -33,7 +32,6 @@ __all__ = [
     "check_same_classes",
     "choose_loading",
     "dataset_labels",
-    "default_workers",
     "load_batch_file",
     "load_images",
     "open_dataset",

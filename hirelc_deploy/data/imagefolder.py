@@ -95,7 +95,7 @@ class ImageFolderDataset(Dataset):
         try:
             with Image.open(path) as image:
                 return image.convert("RGB")
-        except (OSError, SyntaxError, ValueError) as exc:  # Pillow's errors for truncated or corrupt files
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:  # corrupt, truncated, huge
             raise DatasetError(f"--data: cannot read image {path} ({exc})") from exc
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:

@@ -33,37 +33,34 @@ class Loading:
 
     mode: str  # "memory" or "stream"
     reason: str
+    workers: int = 0  # DataLoader worker processes of a stream (0: decoded in the main process)
 
 
-def choose_loading(requested: str, dataset, preprocess: Preprocess, count: int) -> Loading:
+def choose_loading(requested: str, dataset, preprocess: Preprocess, count: int, workers: int | None = None
+                   ) -> Loading:
     """``memory`` or ``stream`` for ``count`` images of ``dataset`` under ``preprocess`` (``requested``: auto,
-    memory or stream, from ``--data-loading``)."""
+    memory or stream, from ``--data-loading``); a stream gets ``workers`` processes (``--workers``; default one
+    per CPU core, at most 8)."""
     if requested not in LOADINGS:
         raise InputError(f"--data-loading {requested}: expected {', '.join(LOADINGS)}")
+    if workers is not None and workers < 0:
+        raise InputError(f"--workers {workers}: expected 0 (decode in the main process) or more")
+    streams = min(8, os.cpu_count() or 1) if workers is None else workers
     if isinstance(dataset, CifarBatchesDataset):
         return Loading("memory", "CIFAR batch files are read into memory whole")
     if requested == "memory" and preprocess.style == "imagenet":
         raise InputError("--data-loading memory: the imagenet recipe crops every pass from the full image; "
                          "use --data-loading stream or auto")
     if requested != "auto":
-        return Loading(requested, f"--data-loading {requested}")
+        return Loading(requested, f"--data-loading {requested}", streams if requested == "stream" else 0)
     if preprocess.style == "imagenet":
-        return Loading("stream", "the imagenet recipe crops every pass from the full image")
+        return Loading("stream", "the imagenet recipe crops every pass from the full image", streams)
     decoded = count * 3 * preprocess.size[0] * preprocess.size[1]
     if decoded <= MEMORY_LIMIT_BYTES:
         return Loading("memory", f"{count} images decode to {decoded / 2**20:.0f} MiB (at most "
                                  f"{MEMORY_LIMIT_BYTES >> 20} MiB are held in memory)")
     return Loading("stream", f"{count} images would decode to {decoded / 2**20:.0f} MiB (more than "
-                             f"{MEMORY_LIMIT_BYTES >> 20} MiB)")
-
-
-def default_workers(requested: int | None) -> int:
-    """``--workers`` (default: one DataLoader process per CPU core, at most 8)."""
-    if requested is None:
-        return min(8, os.cpu_count() or 1)
-    if requested < 0:
-        raise InputError(f"--workers {requested}: expected 0 (decode in the main process) or more")
-    return requested
+                             f"{MEMORY_LIMIT_BYTES >> 20} MiB)", streams)
 
 
 def split_folder(path: Path, split: str) -> Path | None:
@@ -117,10 +114,10 @@ def open_dataset(path: str | Path, split: str, limit_per_class: int | None = Non
                        f"(train/, test/ or val/), nor class sub-folders")
 
 
-def open_images(dataset, indices, preprocess: Preprocess, loading: Loading, workers: int = 0,
-                bad: BadImages | None = None, pin_memory: bool = False, on_image=None) -> ImageSet | StreamedImages:
+def open_images(dataset, indices, preprocess: Preprocess, loading: Loading, bad: BadImages | None = None,
+                pin_memory: bool = False, on_image=None) -> ImageSet | StreamedImages:
     """The images at ``indices`` of ``dataset``: decoded now (``loading.mode == "memory"``, ``on_image`` called per
-    image) or streamed by ``workers`` processes on each pass."""
+    image) or streamed by the loading's workers on each pass."""
     if loading.mode == "memory":
         return load_images(dataset, indices, on_image, preprocess, bad)
-    return StreamedImages(dataset, indices, preprocess, workers, bad, pin_memory)
+    return StreamedImages(dataset, indices, preprocess, loading.workers, bad, pin_memory)

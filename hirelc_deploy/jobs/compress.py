@@ -36,8 +36,8 @@ from ..latency.calibrate import Calibration, fit
 from ..latency.table import LatencyTable, load_table
 from ..models.registry import absolute_reference, resolve_model
 from ..models.checkpoints import resolve_weights
-from ..pipeline import (DataConfig, PreparedData, check_dataset, export_policy, finetune_images, load_model,
-                        open_test_images, prepare_data, sensitivity_of)
+from ..pipeline import (DataConfig, PreparedData, check_dataset, export_policy, finetune_image_count,
+                        load_model, open_test_images, prepare_data, sensitivity_of)
 from ..policy import Policy
 from ..precision import Precision
 from ..progress import Reporter, SilentReporter
@@ -411,7 +411,8 @@ class _CompressJob:
         return chosen
 
     def export(self, policy: Policy, sensitivity: Sensitivity) -> None:
-        self.stages.start(EXPORT_STAGE, finetune_images(self.data, self.data_config, self.config.finetune_epochs))
+        self.stages.start(EXPORT_STAGE,
+                          finetune_image_count(self.data, self.data_config, self.config.finetune_epochs))
         artifacts = self.run.path(RunFiles.ARTIFACTS)
         if not self._export_done(artifacts, policy):
             export_policy(self.teacher, self.spec, policy, self.target, self.data, self.data_config,

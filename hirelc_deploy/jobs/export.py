@@ -21,8 +21,8 @@ from ..pipeline import (
     check_policy,
     check_sparse_blocks,
     export_policy,
+    finetune_image_count,
     load_model,
-    finetune_images as finetune_images_total,
     prepare_data,
     sensitivity_of,
 )
@@ -68,7 +68,7 @@ def export(model: str | ModelRef, weights: Path, data: Path, target: str | Targe
     if criterion == "fisher":
         reporter.phase("Fisher sensitivity", config.fisher_images)
         sensitivity = sensitivity_of(teacher, spec, prepared, config, reporter.advance)
-    reporter.phase("fine-tuning (images)", finetune_images_total(prepared, config, finetune_epochs))
+    reporter.phase("fine-tuning (images)", finetune_image_count(prepared, config, finetune_epochs))
     out = Path(out)
     _, manifest = export_policy(teacher, spec, plan, tgt, prepared, config,
                                 DistillConfig(epochs=finetune_epochs, lr=lr), out, fingerprint, sensitivity,

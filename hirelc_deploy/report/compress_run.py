@@ -156,11 +156,21 @@ def header(run: CompressRun) -> Html:
         ("seed", c.seed if c else "—"),
         ("latency budget", c.latency_budget if c else "—"),
         ("device", page.fingerprint_text(r.fingerprint if r else None)),
+        ("training data", _data_text(r.data if r else {})),
         ("latency table", f"{table_kind}" + (f"; {source}" if source else "")),
         ("created", r.created if r else "—"),
         ("versions", ", ".join(f"{k} {v}" for k, v in versions.items() if v) or "—"),
         ("run directory", str(run.records.root)),
     ])
+
+
+def _data_text(plan: dict) -> str:
+    """How the run read its images and where it trained (``config.json``'s ``data``; runs before it: —)."""
+    if not plan:
+        return "—"
+    recipe = plan.get("preprocess", {})
+    return (f"{plan.get('train_folder')}: {plan.get('loading')} ({plan.get('loading_reason')}), "
+            f"{recipe.get('style')} recipe, {plan.get('workers')} workers; training device {plan.get('device')}")
 
 
 def _rounds_text(values: list[float]) -> str:
