@@ -16,6 +16,7 @@ Prints a table and writes ``tools/results/bench_data_scale.json``.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import platform
@@ -101,19 +102,8 @@ def run(args: list[str], env: dict) -> dict:
     return json.loads(lines[-1][7:])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="20000,200000", help="train images of each generated folder")
-    parser.add_argument("--loadings", default="stream,memory")
-    parser.add_argument("--repeats", type=int, default=2, help="rounds of the whole matrix (peak memory varies "
-                        "with the allocator: medians are compared)")
-    parser.add_argument("--big-finetune", type=int, default=100_000, help="fine-tuning images of the last pair "
-                        "(0: skip it)")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/hirelc_data_scale"))
-    parser.add_argument("--shared", type=Path, default=Path(os.environ.get("HIRELC_SHARED", REPO.parent / "shared")))
-    parser.add_argument("--out", type=Path, default=REPO / "tools" / "results" / "bench_data_scale.json")
-    args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
+def measure(args: argparse.Namespace, sizes: list[int]) -> list[dict]:
+    """Generate the folders, profile the table once, and run the matrix; one row per run (also printed)."""
     weights = next((args.shared / "models" / "cifar10-resnet").glob("resnet20-*.th"))
     home = args.work / "home"
     (home / "targets").mkdir(parents=True, exist_ok=True)
@@ -153,6 +143,28 @@ def main() -> None:
                          **run(compress(folders[sizes[-1]], loading, f"big-{loading}", args.big_finetune), env)})
             print(rows[-1], flush=True)
 
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="20000,200000", help="train images of each generated folder")
+    parser.add_argument("--loadings", default="stream,memory")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds of the whole matrix (peak memory varies "
+                        "with the allocator: medians are compared)")
+    parser.add_argument("--big-finetune", type=int, default=100_000, help="fine-tuning images of the last pair "
+                        "(0: skip it)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/hirelc_data_scale"))
+    parser.add_argument("--shared", type=Path, default=Path(os.environ.get("HIRELC_SHARED", REPO.parent / "shared")))
+    parser.add_argument("--out", type=Path, default=REPO / "tools" / "results" / "bench_data_scale.json")
+    parser.add_argument("--rows-from", type=Path, help="summarise the rows an earlier (possibly interrupted) run "
+                        "printed to this log instead of measuring")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.rows_from:
+        rows = [ast.literal_eval(line) for line in args.rows_from.read_text().splitlines() if line.startswith("{")]
+    else:
+        rows = measure(args, sizes)
     print(f"\n{'job':12s}{'images':>9s}{'fine-tune':>10s}{'loading':>9s}{'peak MiB (median, min-max)':>30s}"
           f"{'child MiB':>11s}{'wall s':>8s}")
     groups: dict[tuple, list[dict]] = {}
