@@ -4,7 +4,6 @@ target's backend."""
 from __future__ import annotations
 
 import copy
-import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,8 +15,8 @@ from torch import nn
 
 from .apply import DistillConfig, distill, make_permanent, prune_to_widths, recalibrate_batchnorm, sparsify
 from .compute import device_of, resolve_device
-from .data import (BadImages, ImageSet, Normalize, Preprocess, StreamedImages, check_classes, check_same_classes,
-                   choose_loading, dataset_labels, open_dataset, open_images, resolve_preprocess, stratified_split)
+from .data import (BadImages, Images, Normalize, Preprocess, check_classes, check_same_classes, open_dataset,
+                   read_images, resolve_preprocess, stratified_split)
 from .errors import InputError
 from .artifacts.manifest import Manifest
 from .latency.profile import Progress
@@ -30,10 +29,6 @@ from .progress import Reporter, SilentReporter
 from .search import nearest_widths, plan_policy
 from .sensitivity import Sensitivity, compute_sensitivity
 from .targets import Target, backend_of
-
-log = logging.getLogger(__name__)
-
-Images = ImageSet | StreamedImages
 
 
 @dataclass(frozen=True)
@@ -82,12 +77,13 @@ class PreparedData:
         return self.heldout.batches(batch_size, self.normalize, self.size)
 
 
-def check_dataset(spec: ModelSpec, data: Path, splits: tuple[str, ...] = ("train", "test")) -> None:
-    """Open every split a run will read and check its class count and that the splits hold the same classes,
-    before any long work starts."""
+def check_dataset(spec: ModelSpec, data: Path, opened: tuple[str, ...] = ("train", "test")) -> None:
+    """Before any long work starts: the train and test splits hold the same class folders, and each split of
+    ``opened`` opens (no class folder without images) with the model's class count. Listing a big train split
+    takes a while: a caller that prepares it right away (``prepare_data`` checks it too) leaves it out."""
     _check_rgb(spec)
-    check_same_classes(Path(data), splits)
-    for split in splits:
+    check_same_classes(Path(data), ("train", "test"))
+    for split in opened:
         check_classes(open_dataset(data, split), spec.num_classes, data)
 
 
@@ -101,32 +97,26 @@ def _check_rgb(spec: ModelSpec) -> None:
 def prepare_data(spec: ModelSpec, data: Path, config: DataConfig, reporter: Reporter | None = None,
                  device: torch.device | None = None) -> PreparedData:
     """Split the train split of ``data`` into train / held-out (stratified by label, seeded, chosen by index
-    without decoding) and decode the parts used, or set them up to stream (``data.loading.choose_loading``).
+    without decoding) and decode the parts used, or set them up to stream (``data.loading.read_images``).
     ``device`` is where the training-side work will run (CUDA pins the streamed batches)."""
     _check_rgb(spec)
-    reporter = reporter or SilentReporter()
     options = config.options
     dataset = open_dataset(data, "train")
     check_classes(dataset, spec.num_classes, data)
     preprocess = resolve_preprocess(options.preprocess, spec.input_shape, options.resize)
-    train_idx, held_idx = stratified_split(dataset_labels(dataset), config.heldout_fraction, config.seed)
+    train_idx, held_idx = stratified_split(dataset.labels, config.heldout_fraction, config.seed)
     rng = np.random.default_rng(config.seed)
     # Kept in seeded random order, not sorted: folders list images class by class, and every "first N images"
     # (BatchNorm recalibration, INT8 calibration, export checks) must be a mix of classes, not one class.
     train_idx = rng.permutation(train_idx)[: config.train_images]
     held_idx = rng.permutation(held_idx)[: config.heldout_images]
-    loading = choose_loading(options.loading, dataset, preprocess, len(train_idx) + len(held_idx), options.workers)
     device = device or torch.device("cpu")
+    bad = BadImages(options.skip_bad_images)
+    loading, (train, heldout) = read_images(dataset, [train_idx, held_idx], preprocess, options.loading,
+                                            options.workers, bad, "images", reporter, device.type == "cuda")
     plan = DataPlan(str(getattr(dataset, "root", data)), loading.mode, loading.reason, preprocess, loading.workers,
                     str(device))
-    log.info("images of %s: %s (%s), %s recipe, %d workers", plan.train_folder, loading.mode, loading.reason,
-             preprocess.style, loading.workers)
-    bad = BadImages(options.skip_bad_images)
-    if loading.mode == "memory":
-        reporter.phase("decoding images", len(train_idx) + len(held_idx))
-    images = [open_images(dataset, idx, preprocess, loading, bad, device.type == "cuda", reporter.advance)
-              for idx in (train_idx, held_idx)]
-    return PreparedData(images[0], images[1], Normalize(spec.mean, spec.std), spec.input_shape[1:], plan, bad)
+    return PreparedData(train, heldout, Normalize(spec.mean, spec.std), spec.input_shape[1:], plan, bad)
 
 
 def open_test_images(input_shape: Sequence[int], data: Path, options: DataOptions,
@@ -134,15 +124,11 @@ def open_test_images(input_shape: Sequence[int], data: Path, options: DataOption
                      reporter: Reporter | None = None) -> Images:
     """The test split of ``data`` (``val/`` where there is no ``test/``), decoded or streamed like the train
     split, under the evaluation view of the recipe for ``input_shape`` (C x H x W)."""
-    reporter = reporter or SilentReporter()
     dataset = open_dataset(data, "test", limit_per_class=limit_per_class)
     preprocess = resolve_preprocess(options.preprocess, input_shape, options.resize)
-    loading = choose_loading(options.loading, dataset, preprocess, len(dataset), options.workers)
-    log.info("test images of %s: %s (%s)", getattr(dataset, "root", data), loading.mode, loading.reason)
-    if loading.mode == "memory":
-        reporter.phase("decoding test images", len(dataset))
-    return open_images(dataset, np.arange(len(dataset)), preprocess, loading,
-                       bad or BadImages(options.skip_bad_images), on_image=reporter.advance)
+    _, (test,) = read_images(dataset, [np.arange(len(dataset))], preprocess, options.loading, options.workers,
+                             bad or BadImages(options.skip_bad_images), "test images", reporter)
+    return test
 
 
 def load_model(spec: ModelSpec, weights: Path) -> nn.Module:

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from hirelc_deploy.data import (
-    CIFAR_MEAN,
-    CIFAR_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     CifarBatchesDataset,
     ImageFolderDataset,
     Normalize,
@@ -272,8 +272,8 @@ def test_stratified_split_keeps_proportions():
 
 
 def test_normalize():
-    norm = Normalize(CIFAR_MEAN, CIFAR_STD)
-    x = torch.tensor(CIFAR_MEAN).view(3, 1, 1).expand(3, 2, 2) + torch.tensor(CIFAR_STD).view(3, 1, 1)
+    norm = Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    x = torch.tensor(IMAGENET_MEAN).view(3, 1, 1).expand(3, 2, 2) + torch.tensor(IMAGENET_STD).view(3, 1, 1)
     assert torch.allclose(norm(x), torch.ones(3, 2, 2))
     assert norm(x.unsqueeze(0)).shape == (1, 3, 2, 2)
     with pytest.raises(ValueError):

@@ -375,40 +375,36 @@ def main() -> None:
         log.end(name, "inspect", started, f"rc {entry['inspect']['returncode']}")
         save()
 
-        # 2. profile + validate
-        if "profile" in phases:
-            started = log.start(name, "profile", "yes (whole phase)", f"--validate {args.validate}")
-            entry["profile"] = profile(name, env, work, args.target, args.validate)
-            p = entry["profile"]
-            detail = f"rc {p['returncode']}"
-            if not p["returncode"]:
-                v = p["summary"]["validation"]
-                detail += (f"; FP32 median {v['fp32']['median_ape']:.2f}% max {v['fp32']['max_ape']:.2f}%; "
-                           f"mixed median {v['int8_or_mixed']['median_ape']:.2f}% "
-                           f"max {v['int8_or_mixed']['max_ape']:.2f}%")
-            log.end(name, "profile", started, detail)
-            atomic_write_json(phase_json("profile"), entry["profile"])
-        elif phase_json("profile").exists():
-            entry["profile"] = {**json.loads(phase_json("profile").read_text()), "reused": True}
-        save()
+        def hirelc_phase(key: str, timing: str, flag: str, measure, describe) -> None:
+            """Run one hirelc phase of this model (or reuse its JSON from an earlier run) and log it with
+            ``describe``'s figures; called at once, so it sees this iteration's model."""
+            if key in phases:
+                started = log.start(name, key, timing, flag)
+                entry[key] = measure()
+                result = entry[key]
+                log.end(name, key, started,
+                        f"rc {result['returncode']}" + ("" if result["returncode"] else describe(result)))
+                atomic_write_json(phase_json(key), entry[key])
+            elif phase_json(key).exists():
+                entry[key] = {**json.loads(phase_json(key).read_text()), "reused": True}
+            save()
 
-        # 3. compress
-        if "compress" in phases:
-            started = log.start(name, "compress", "yes (calibration, finalists and final timing stages; the "
-                                "search between them is CPU-bound)", f"--evals {args.evals}")
-            entry["compress"] = compress(name, ckpt, env, work, args)
-            c = entry["compress"]
-            detail = f"rc {c['returncode']}"
-            if not c["returncode"]:
-                f = c["figures"]
-                detail += (f"; {f['uncompressed_ms']:.4f} -> {f['compressed_ms']:.4f} ms ({f['speedup']:.2f}x), "
-                           f"budget {f['budget_ms']:.4f} ms: {f['verdict']}; top-1 {pct(f['top1_before'])} -> "
-                           f"{pct(f['top1_after'])}")
-            log.end(name, "compress", started, detail)
-            atomic_write_json(phase_json("compress"), entry["compress"])
-        elif phase_json("compress").exists():
-            entry["compress"] = {**json.loads(phase_json("compress").read_text()), "reused": True}
-        save()
+        def validation(p: dict) -> str:
+            v = p["summary"]["validation"]
+            return (f"; FP32 median {v['fp32']['median_ape']:.2f}% max {v['fp32']['max_ape']:.2f}%; "
+                    f"mixed median {v['int8_or_mixed']['median_ape']:.2f}% max {v['int8_or_mixed']['max_ape']:.2f}%")
+
+        def outcome(c: dict) -> str:
+            f = c["figures"]
+            return (f"; {f['uncompressed_ms']:.4f} -> {f['compressed_ms']:.4f} ms ({f['speedup']:.2f}x), "
+                    f"budget {f['budget_ms']:.4f} ms: {f['verdict']}; top-1 {pct(f['top1_before'])} -> "
+                    f"{pct(f['top1_after'])}")
+
+        # 2. profile + validate, 3. compress
+        hirelc_phase("profile", "yes (whole phase)", f"--validate {args.validate}",
+                     lambda: profile(name, env, work, args.target, args.validate), validation)
+        hirelc_phase("compress", "yes (calibration, finalists and final timing stages; the search between them is "
+                     "CPU-bound)", f"--evals {args.evals}", lambda: compress(name, ckpt, env, work, args), outcome)
 
     results["wall_s"] = time.perf_counter() - bench_start
     results["complete"] = True

@@ -96,11 +96,6 @@ def load_images(dataset, indices: Sequence[int] | None = None, on_image: Callabl
     return ImageSet(stacked, torch.tensor(labels, dtype=torch.long), list(dataset.classes))
 
 
-def dataset_labels(dataset) -> np.ndarray:
-    """Labels of every sample without decoding images (ImageFolder and CIFAR batches)."""
-    return np.asarray(dataset.labels)
-
-
 def check_classes(dataset, num_classes: int, path: Path | str) -> None:
     """A dataset whose class count differs from the model's output is a user error, not a silent mismatch."""
     if len(dataset.classes) != num_classes:

@@ -12,13 +12,17 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from ..errors import DatasetError, InputError
+from ..progress import Reporter, SilentReporter
 from .cifar_batches import CifarBatchesDataset
 from .imagefolder import ImageFolderDataset, class_folders
 from .images import ImageSet, load_images
 from .preprocess import Preprocess
 from .stream import BadImages, StreamedImages
+
+Images = ImageSet | StreamedImages  # what the pipeline holds: either offers subset() and batches()
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +72,6 @@ def split_folder(path: Path, split: str) -> Path | None:
     None when ``path`` has no split folders at all."""
     for name in SPLIT_FOLDERS[split]:
         if (path / name).is_dir():
-            if name != split:
-                log.info("--data %s: no %s/ folder, using %s/ as the %s split", path, split, name, split)
             return path / name
     if any((path / name).is_dir() for names in SPLIT_FOLDERS.values() for name in names):
         # A split layout without the requested split: its other splits must not be mistaken for classes.
@@ -107,6 +109,8 @@ def open_dataset(path: str | Path, split: str, limit_per_class: int | None = Non
         return CifarBatchesDataset(path, split, limit_per_class=limit_per_class)
     folder = split_folder(path, split)
     if folder is not None:
+        if folder.name != split:
+            log.info("--data %s: no %s/ folder, using %s/ as the %s split", path, split, folder.name, split)
         return ImageFolderDataset(folder, limit_per_class=limit_per_class)
     if class_folders(path):
         return ImageFolderDataset(path, limit_per_class=limit_per_class)
@@ -114,10 +118,19 @@ def open_dataset(path: str | Path, split: str, limit_per_class: int | None = Non
                        f"(train/, test/ or val/), nor class sub-folders")
 
 
-def open_images(dataset, indices, preprocess: Preprocess, loading: Loading, bad: BadImages | None = None,
-                pin_memory: bool = False, on_image=None) -> ImageSet | StreamedImages:
-    """The images at ``indices`` of ``dataset``: decoded now (``loading.mode == "memory"``, ``on_image`` called per
-    image) or streamed by the loading's workers on each pass."""
+def read_images(dataset, parts: Sequence[Sequence[int]], preprocess: Preprocess, requested: str = "auto",
+                workers: int | None = None, bad: BadImages | None = None, what: str = "images",
+                reporter: Reporter | None = None, pin_memory: bool = False) -> tuple[Loading, list[Images]]:
+    """The images at each of ``parts`` (index lists) of ``dataset``, under one loading for all of them
+    (``choose_loading``, logged): decoded now, with a "decoding ``what``" progress phase, or streamed by the
+    loading's workers on each pass."""
+    reporter = reporter or SilentReporter()
+    count = sum(len(p) for p in parts)
+    loading = choose_loading(requested, dataset, preprocess, count, workers)
+    log.info("%s of %s: %s (%s), %s recipe, %d workers", what, getattr(dataset, "root", "?"), loading.mode,
+             loading.reason, preprocess.style, loading.workers)
+    bad = bad if bad is not None else BadImages()
     if loading.mode == "memory":
-        return load_images(dataset, indices, on_image, preprocess, bad)
-    return StreamedImages(dataset, indices, preprocess, loading.workers, bad, pin_memory)
+        reporter.phase(f"decoding {what}", count)
+        return loading, [load_images(dataset, p, reporter.advance, preprocess, bad) for p in parts]
+    return loading, [StreamedImages(dataset, p, preprocess, loading.workers, bad, pin_memory) for p in parts]

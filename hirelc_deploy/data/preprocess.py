@@ -82,7 +82,8 @@ class Preprocess:
 
 
 def _array(image: Image.Image) -> np.ndarray:
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    # Images arrive as RGB (the datasets' ``read`` converts once); converting again would copy every pixel.
+    return np.asarray(image, dtype=np.uint8)
 
 
 def resolve_preprocess(style: str, input_shape, resize: int | None = None) -> Preprocess:

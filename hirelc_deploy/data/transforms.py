@@ -6,9 +6,10 @@ from collections.abc import Sequence
 
 import torch
 
-# The per-channel stats the public CIFAR-10 ResNet checkpoints were trained with (ImageNet's, not CIFAR's own).
-CIFAR_MEAN = (0.485, 0.456, 0.406)
-CIFAR_STD = (0.229, 0.224, 0.225)
+# ImageNet's per-channel statistics: every model's default normalisation, and what the public CIFAR-10 ResNet
+# checkpoints were trained with (not CIFAR's own).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Normalize:

@@ -287,8 +287,14 @@ class _CompressJob:
         self.weights = resolve_weights(config.weights, cache_dir())
         self.device = resolve_device(config.data_options.device)
         self.teacher = load_model(self.spec, self.weights).to(self.device)
-        check_dataset(self.spec, Path(config.data))
+        check_dataset(self.spec, Path(config.data), opened=("test",))
         self._check_run_dir()
+        # The train split is listed once, here, before the table (which may take minutes to profile) so that a
+        # bad train folder fails fast; preparing it draws nothing from torch's RNG, seeded below for the search.
+        self.data_config = DataConfig(seed=config.seed, train_images=config.finetune_images,
+                                      heldout_images=config.heldout_images, options=config.data_options)
+        self.data: PreparedData = prepare_data(self.spec, Path(config.data), self.data_config, reporter,
+                                               self.device)
         if resume:
             self.table, self.table_source = load_table(run.path(RunFiles.TABLE)), \
                 f"from the resumed run ({run.path(RunFiles.TABLE)})"
@@ -304,10 +310,6 @@ class _CompressJob:
             self.budget.resolve(table_space.uncompressed_ms, table_space.uncompressed_ms, table_space.fastest_ms,
                                 "predicted by the table")
         torch.manual_seed(config.seed)
-        self.data_config = DataConfig(seed=config.seed, train_images=config.finetune_images,
-                                      heldout_images=config.heldout_images, options=config.data_options)
-        self.data: PreparedData = prepare_data(self.spec, Path(config.data), self.data_config, reporter,
-                                               self.device)
         self.stages = Stages(run, reporter)
 
     def _check_run_dir(self) -> None:

@@ -40,7 +40,6 @@ from .tracing import (ROOT, UntraceableModel, branch_convs, common_module, is_ad
                       parent_module, residual_join, trace, within)
 
 
-
 @dataclass(frozen=True)
 class ChannelGroup:
     """Channels coupled across layers: the output channels of ``root`` and everything indexed by them."""

@@ -39,7 +39,6 @@ def remove_unit(model: nn.Module, unit: BlockInfo) -> None:
     setattr(model.get_submodule(parent) if parent else model, child, gm)
 
 
-
 Importance = Callable[[int, int, nn.Conv2d], torch.Tensor]  # (unit index, group index, root conv) -> scores
 
 

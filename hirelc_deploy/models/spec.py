@@ -13,13 +13,11 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import InputError
 from ..records import ModelRef
 from .discovery import BlockInfo, Discovery, discover
 from .shrink import apply_widths, check_widths
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)

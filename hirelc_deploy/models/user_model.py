@@ -19,9 +19,10 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import InputError
 from ..records import ModelRef
-from .spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
+from .spec import ModelSpec
 
 DEFAULT_INPUT_SHAPE = (3, 224, 224)
 

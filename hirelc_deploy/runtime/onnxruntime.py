@@ -16,7 +16,7 @@ import onnx
 import onnxruntime as ort
 from google.protobuf.message import DecodeError
 
-from ..data import ImageSet, Normalize, StreamedImages
+from ..data import Images, Normalize
 from ..errors import InputError
 from ..latency.timing import Timing, measure_interleaved
 from ..models.naming import HEAD, INPUT_NAME, BlockMapper
@@ -102,7 +102,7 @@ def static_shape(session: ort.InferenceSession, path: Path) -> list[int]:
     return list(shape)
 
 
-def top1_accuracy(session: ort.InferenceSession, images: ImageSet | StreamedImages, normalize: Normalize,
+def top1_accuracy(session: ort.InferenceSession, images: Images, normalize: Normalize,
                   on_batch: Callable[[], None] | None = None) -> tuple[float, int]:
     """Top-1 accuracy of an ONNX Runtime session over an image set, padding the last static-size batch, and
     the number of images scored (bad images skipped under --skip-bad-images are not)."""

@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..compute import device_of
+from ..compute import device_of, to_device
 
 
 def _fake_quant_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -57,7 +57,7 @@ def simulate_int8(model: nn.Module, blocks: Sequence[Sequence[nn.Module]], calib
         for module, where, rng in points
     ]
     model.eval()
-    model(calibration.to(device_of(model)))
+    model(to_device(calibration, device_of(model)))
     for handle in recorders:
         handle.remove()
     for module, where, rng in points:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import numpy as np
     from torch import nn
 
-    from ...data import ImageSet, Normalize
+    from ...data import Images, Normalize
     from ...artifacts.manifest import Manifest
     from ...latency.profile import Config, Measured, Progress
     from ...latency.timing import Timing
@@ -86,7 +86,7 @@ class Backend(Protocol):
     def artifact_reusable(self, manifest: Manifest) -> bool:
         """Whether an intact export made earlier (a resumed run) can stand here, or must be made again."""
 
-    def bench_export(self, artifacts: Path, target: Target, images: ImageSet, normalize: Normalize) -> BenchResult:
+    def bench_export(self, artifacts: Path, target: Target, images: Images, normalize: Normalize) -> BenchResult:
         """An export directory's model against its uncompressed baseline: latency where this machine can measure
         it (else ``not_measured`` says why), top-1 on ``images``, sizes."""
 
@@ -96,7 +96,7 @@ class Backend(Protocol):
     def check_bench(self, artifact: Path, baseline: Path | None, scoring: bool) -> None:
         """Refuse, before any work, files this runtime cannot bench (or score, when ``scoring``)."""
 
-    def bench_files(self, artifact: Path, target: Target, baseline: Path | None, images: ImageSet | None,
+    def bench_files(self, artifact: Path, target: Target, baseline: Path | None, images: Images | None,
                     normalize: Normalize, progress: Progress | None = None) -> BenchResult:
         """``hirelc bench``: latency of a deployable file (interleaved with ``baseline``) and top-1 on
         ``images`` where the runtime can score them."""

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 from torch import nn
 
-from ...data import ImageSet, Normalize
+from ...data import Images, Normalize
 from ...errors import InputError
 from ...artifacts.artifact import BASELINE_NAME, MODEL_NAME, write_artifact
 from ...artifacts.manifest import Manifest
@@ -122,7 +122,7 @@ class OnnxRuntimeBackend:
     def artifact_reusable(self, manifest: Manifest) -> bool:
         return True
 
-    def bench_export(self, artifacts: Path, target: Target, images: ImageSet, normalize: Normalize) -> BenchResult:
+    def bench_export(self, artifacts: Path, target: Target, images: Images, normalize: Normalize) -> BenchResult:
         """``bench_files`` of the exported model against its baseline, in a fresh process."""
         return run_isolated(bench_onnx, Path(artifacts) / MODEL_NAME, target, images, normalize,
                             Path(artifacts) / BASELINE_NAME)
@@ -136,7 +136,7 @@ class OnnxRuntimeBackend:
     def check_bench(self, artifact: Path, baseline: Path | None, scoring: bool) -> None:
         """Nothing to refuse early: ``open_session`` names a missing or corrupt file."""
 
-    def bench_files(self, artifact: Path, target: Target, baseline: Path | None, images: ImageSet | None,
+    def bench_files(self, artifact: Path, target: Target, baseline: Path | None, images: Images | None,
                     normalize: Normalize, progress: Progress | None = None) -> BenchResult:
         note = progress or (lambda *_: None)
         return bench_onnx(artifact, target, images, normalize, baseline, lambda phase: note(phase, 1))
@@ -145,7 +145,7 @@ class OnnxRuntimeBackend:
         return target.measure.bursts * (2 if baseline else 1)
 
 
-def bench_onnx(artifact: Path, target: Target, images: ImageSet | None, normalize: Normalize,
+def bench_onnx(artifact: Path, target: Target, images: Images | None, normalize: Normalize,
                baseline: Path | None = None, on_progress: Callable[[str], None] | None = None) -> BenchResult:
     """Measure ``artifact`` on this machine as ``target``: latency (interleaved with ``baseline`` when given),
     top-1 on ``images`` through the engine itself (and through the baseline), and file sizes."""

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 from torch import nn
 
-from ...data import ImageSet, Normalize
+from ...data import Images, Normalize
 from ...errors import InputError
 from ...artifacts.artifact import BASELINE_NAME, MODEL_NAME
 from ...artifacts.manifest import Manifest, load_manifest
@@ -152,7 +152,7 @@ class TensorRTBackend:
         # Exported where no engine could be built: on a machine that can build one, export again.
         return bool(manifest.engine.get("built")) or self.unavailable() is not None
 
-    def bench_export(self, artifacts: Path, target: Target, images: ImageSet, normalize: Normalize) -> BenchResult:
+    def bench_export(self, artifacts: Path, target: Target, images: Images, normalize: Normalize) -> BenchResult:
         """Top-1 of the compressed and uncompressed graphs (through ONNX Runtime on CPU), file sizes, and, where
         the engine was built and this machine can run it, both engines timed interleaved with CUDA events."""
         artifacts = Path(artifacts)
@@ -195,7 +195,7 @@ class TensorRTBackend:
             if path is not None and (Path(path).suffix != ".engine" or not Path(path).is_file()):
                 raise InputError(f"{flag} {path}: expected a TensorRT .engine file written by `hirelc export`")
 
-    def bench_files(self, artifact: Path, target: Target, baseline: Path | None, images: ImageSet | None,
+    def bench_files(self, artifact: Path, target: Target, baseline: Path | None, images: Images | None,
                     normalize: Normalize, progress: Progress | None = None) -> BenchResult:
         """Latency of a TensorRT engine (and ``baseline``, interleaved) with CUDA events on this GPU."""
         self.check_bench(artifact, baseline, images is not None)
