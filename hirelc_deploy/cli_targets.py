@@ -1,12 +1,16 @@
-"""``hirelc targets``: list the targets (user and shipped) and write a new one for this machine."""
+"""``hirelc targets``: list the targets (user and shipped) and write a new one for this machine or a remote
+device."""
 
 from __future__ import annotations
 
 import typer
 
+from hirelc_agent.protocol import TOKEN_ENV
+
 from .cli_common import emit, json_option
+from .errors import TargetError
 from .targets.catalog import new_target, target_sources
-from .targets.target import parse_target
+from .targets.target import DeviceSettings, parse_target
 
 targets_app = typer.Typer(rich_markup_mode=None)
 
@@ -25,12 +29,14 @@ def list_targets(ctx: typer.Context, as_json: bool = json_option()):
         emit({s.name: {"path": str(s.path), "origin": s.origin, "shadows": str(s.shadows) if s.shadows else None,
                         "backend": t.backend, "execution_provider": t.execution_provider,
                         "precisions": list(t.precisions), "threads": t.threads, "batch_size": t.batch_size,
-                        "description": t.description} for s, t in listing})
+                        "description": t.description, "device": t.device.url if t.device else None}
+              for s, t in listing})
         return
     for s, t in listing:
         origin = f"{s.origin} (shadows shipped)" if s.shadows else s.origin
         print(f"{s.name:14s} {origin:24s} {t.backend}/{t.execution_provider} precisions {','.join(t.precisions)} "
-              f"threads {t.threads} batch {t.batch_size}  {t.description}")
+              f"threads {t.threads} batch {t.batch_size}  {t.description}"
+              + (f"  on the agent at {t.device.url}" if t.device else ""))
         print(f"{'':14s} {s.path}")
 
 
@@ -40,13 +46,23 @@ def new_cmd(name: str = typer.Argument(..., metavar="NAME", help="Target name (t
             batch: int = typer.Option(..., "--batch", help="Batch size the target serves."),
             precisions: str = typer.Option("fp32,int8", "--precisions", help="Comma-separated precisions."),
             force: bool = typer.Option(False, "--force", help="Overwrite an existing target file of that name."),
+            agent: str = typer.Option(None, "--agent", metavar="URL", help="A remote device: the URL of the "
+                                      "hirelc-agent running on it (asked for its CPU and providers)."),
+            token_env: str = typer.Option(TOKEN_ENV, "--token-env", help="With --agent: the environment variable "
+                                          "holding the agent's token (the target file names it, never the token)."),
+            provider: str = typer.Option("CPUExecutionProvider", "--execution-provider",
+                                         help="ONNX Runtime execution provider."),
             as_json: bool = json_option()):
-    """Write a target for this machine's CPU (ONNX Runtime) into the user targets directory.
+    """Write a target for this machine's CPU, or for a remote device (--agent), into the user targets directory.
 
-    Example: hirelc targets new my-cpu-4t --threads 4 --batch 1
+    Examples: hirelc targets new my-cpu-4t --threads 4 --batch 1;
+    hirelc targets new pi5 --agent http://127.0.0.1:8790 --threads 4 --batch 1
     """
     chosen = tuple(p.strip() for p in precisions.split(",") if p.strip())
-    path = new_target(name, threads, batch, chosen, force=force)
+    device = DeviceSettings(agent.rstrip("/"), token_env) if agent else None
+    if device is not None and not device.url.startswith(("http://", "https://")):
+        raise TargetError(f"--agent {agent}: expected http://HOST:PORT of a running hirelc-agent")
+    path = new_target(name, threads, batch, chosen, force=force, agent=device, execution_provider=provider)
     usage = f"hirelc profile --model resnet20 --target {name}"
     if as_json:
         emit({"name": name, "path": str(path), "usage": usage})

@@ -26,3 +26,7 @@ class TargetError(InputError):
 
 class TableError(InputError):
     """A latency table is malformed, from another schema version or from another device."""
+
+
+class DeviceError(HirelcError):
+    """A remote device (its hirelc-agent) cannot be reached, refuses the token, or has changed."""

@@ -206,6 +206,7 @@ class CompressRunConfig(Record):
     versions: dict
     command: str = "compress"
     data: dict = dataclasses.field(default_factory=dict)  # pipeline.DataPlan: splits, loading, recipe, device
+    measured_on: str = ""  # where every latency of the run was measured (Backend.measured_on)
     schema_version: int = 2
 
 
@@ -224,6 +225,7 @@ class ProfileRunConfig(Record):
     table: str | None = None
     predict: bool = False
     model_ref: ModelRef | None = None
+    measured_on: str = ""  # where the table was measured (Backend.measured_on)
     command: str = "profile"
     schema_version: int = 2
 

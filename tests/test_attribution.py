@@ -5,7 +5,7 @@ import pytest
 
 from hirelc_deploy.latency.attribution import Observation, solve
 from hirelc_deploy.latency.table import BlockLatency, LatencyTable
-from hirelc_deploy.latency.timing import Timing
+from hirelc_agent.timing import Timing
 
 N = 4
 WIDTHS = [4, 8]

@@ -14,7 +14,7 @@ from hirelc_deploy.artifacts.onnx_export import export_onnx
 from hirelc_deploy.models import get_model_spec
 from hirelc_deploy.pipeline import DataConfig, export_policy, prepare_data, sensitivity_of
 from hirelc_deploy.policy import Policy
-from hirelc_deploy.targets.backends.onnxruntime import bench_onnx
+from hirelc_deploy.targets.backends.onnxruntime import BACKEND
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +82,7 @@ def test_bench_computes_the_engines_top1(tmp_path, tiny_target):
         Image.new("RGB", (32, 32)).save(root / f"c{c}" / "black.png")
     model_path = export_onnx(_ColourClassifier(), (1, 3, 32, 32), tmp_path / "m.onnx")
     images = load_images(open_dataset(tmp_path / "d", "test"))
-    result = bench_onnx(model_path, tiny_target, images, Normalize((0, 0, 0), (1, 1, 1)), baseline=model_path)
+    result = BACKEND.bench_files(model_path, tiny_target, model_path, images, Normalize((0, 0, 0), (1, 1, 1)))
     assert result.top1 == pytest.approx(9 / 17) and result.top1_images == 17
     assert result.latency_ms["median_ms"] > 0 and result.speedup == pytest.approx(1.0, rel=0.5)
     assert result.file_bytes == model_path.stat().st_size

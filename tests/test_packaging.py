@@ -30,15 +30,19 @@ def test_wheel_install_lists_shipped_targets_and_profiles_into_hirelc_home(tmp_p
     shutil.copytree(REPO / "hirelc_deploy", source / "hirelc_deploy", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, source / name)
-    _run([sys.executable, "-m", "pip", "wheel", source, "--no-deps", "--no-build-isolation", "-w", tmp_path / "dist"])
+    shutil.copytree(REPO / "agent", source / "agent", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for project in (source, source / "agent"):
+        _run([sys.executable, "-m", "pip", "wheel", project, "--no-deps", "--no-build-isolation", "-w",
+              tmp_path / "dist"])
     (wheel,) = (tmp_path / "dist").glob("hirelc_deploy-*.whl")
+    (agent_wheel,) = (tmp_path / "dist").glob("hirelc_agent-*.whl")
     assert "hirelc_deploy/targets/shipped/cpu-ort-1t.toml" in zipfile.ZipFile(wheel).namelist()
 
     venv = tmp_path / "venv"
     # This environment's pip installs into the new one (pip --python), which saves seeding it with its own pip.
     _run([sys.executable, "-m", "venv", "--without-pip", venv])
     python, hirelc = venv / "bin" / "python", venv / "bin" / "hirelc"
-    _run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", wheel])
+    _run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", wheel, agent_wheel])
     site = Path(_run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]).stdout.strip())
     # A .pth line only adds a directory to sys.path, after the venv's own site-packages: the dependencies become
     # importable while the parent environment's editable-install finder (started by an import line in a .pth
@@ -49,8 +53,10 @@ def test_wheel_install_lists_shipped_targets_and_profiles_into_hirelc_home(tmp_p
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "HIRELC_PROFILES", "HIRELC_TABLES"}}
     env["HIRELC_HOME"] = str(home)
-    imported = _run([python, "-c", "import hirelc_deploy; print(hirelc_deploy.__file__)"], cwd=work, env=env)
-    assert Path(imported.stdout.strip()).is_relative_to(venv)
+    imported = _run([python, "-c", "import hirelc_deploy, hirelc_agent; print(hirelc_deploy.__file__); "
+                                   "print(hirelc_agent.__file__)"], cwd=work, env=env)
+    assert all(Path(line).is_relative_to(venv) for line in imported.stdout.split())
+    assert "hirelc-agent" in _run([venv / "bin" / "hirelc-agent", "--version"], cwd=work, env=env).stdout
 
     listing = json.loads(_run([hirelc, "targets", "--json"], cwd=work, env=env).stdout)
     assert listing["cpu-ort-1t"]["origin"] == "shipped"

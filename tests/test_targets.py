@@ -162,7 +162,8 @@ def test_cli_lists_targets_with_their_origin(monkeypatch, capsys, tmp_path):
     assert listing["cpu-ort-b32"] == {
         "path": str(targets / "cpu-ort-b32.toml"), "origin": "user", "shadows": str(SHIPPED_DIR / "cpu-ort-b32.toml"),
         "backend": "onnxruntime", "execution_provider": "CPUExecutionProvider", "precisions": ["fp32", "int8"],
-        "threads": 2, "batch_size": 32, "description": "ONNX Runtime CPU, 2 intra-op threads, batch 32"}
+        "threads": 2, "batch_size": 32, "description": "ONNX Runtime CPU, 2 intra-op threads, batch 32",
+        "device": None}
     assert listing["cpu-ort-1t"]["origin"] == "shipped" and listing["cpu-ort-1t"]["shadows"] is None
     code, out, _ = hirelc(monkeypatch, capsys, "targets")
     lines = out.splitlines()

@@ -2,8 +2,8 @@ import time
 
 import pytest
 
-from hirelc_deploy.latency.timing import measure_interleaved, summarize
-from hirelc_deploy.targets import MeasureSettings
+from hirelc_agent.timing import measure_interleaved, summarize
+from hirelc_agent.timing import MeasureSettings
 
 
 def test_summarize_is_median_of_burst_medians_with_quartiles():

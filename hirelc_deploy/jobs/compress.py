@@ -347,7 +347,7 @@ class _CompressJob:
             fingerprint=current_fingerprint(self.target).to_dict(),
             versions={"python": platform.python_version(), "torch": torch.__version__,
                       "onnxruntime": onnxruntime.__version__},
-            data=asdict(self.data.plan),
+            data=asdict(self.data.plan), measured_on=self.backend.measured_on(self.target),
         ).save(self.run.path(RunFiles.CONFIG))
 
     def sensitivity(self) -> Sensitivity:

@@ -68,7 +68,8 @@ def profile(model: str | ModelRef, target: str | Target, *, out: Path | None = N
     ProfileRunConfig(model=spec.name, model_ref=spec.ref, target=tgt.name, target_file=tgt.path,
                      fingerprint=current_fingerprint(tgt).to_dict(),
                      fractions=list(fractions) if fractions else None, validate=validate_count, seed=seed,
-                     table=str(table) if table else None).save(run.path(RunFiles.CONFIG))
+                     table=str(table) if table else None,
+                     measured_on=backend_of(tgt).measured_on(tgt)).save(run.path(RunFiles.CONFIG))
     if given is None:
         reporter.phase(f"profiling {spec.name} on {tgt.name}", profile_steps(spec, tgt, fractions))
         measured = measure_table(spec, tgt, steps_of(reporter), fractions)
@@ -173,7 +174,7 @@ def ensure_table(spec: ModelSpec, target: Target, tables: Path, path: Path | Non
 
 def measure_table(spec: ModelSpec, target: Target, progress: Progress | None = None,
                   fractions: Sequence[float] | None = None) -> LatencyTable:
-    """Profile the model on this machine with the target's backend."""
+    """Profile the model on the target's device with its backend."""
     backend = backend_of(target)
     return measured_table(spec, target, backend.measure_configs, current_fingerprint(target), fractions, progress,
-                          backend.profile_method())
+                          {"measured_on": backend.measured_on(target), **backend.profile_method(target)})

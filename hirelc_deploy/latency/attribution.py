@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from .table import STEM_HEAD_PRECISION, BlockLatency, LatencyTable, precision_chain, transition_key
-from .timing import Timing
+from hirelc_agent.timing import Timing
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from ..targets.fingerprint import Fingerprint
 from ..targets.target import Target
 from . import attribution
 from .table import LatencyTable, normalize_precisions
-from .timing import Timing
+from hirelc_agent.timing import Timing
 
 Progress = Callable[[str, int], None]  # (phase description, units completed since last call)
 

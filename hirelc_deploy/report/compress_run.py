@@ -156,6 +156,7 @@ def header(run: CompressRun) -> Html:
         ("seed", c.seed if c else "—"),
         ("latency budget", c.latency_budget if c else "—"),
         ("device", page.fingerprint_text(r.fingerprint if r else None)),
+        ("latencies measured on", (r.measured_on if r else "") or "—"),
         ("training data", _data_text(r.data if r else {})),
         ("latency table", f"{table_kind}" + (f"; {source}" if source else "")),
         ("created", r.created if r else "—"),

@@ -40,6 +40,7 @@ def header(config: ProfileRunConfig | None, table: LatencyTable | None) -> Html:
         ("model", c.model if c else "—"),
         ("target", f"{c.target} ({c.target_file})" if c else "—"),
         ("device", page.fingerprint_text(c.fingerprint if c else None)),
+        ("measured on", (c.measured_on if c else "") or method.get("measured_on", "—")),
         ("latency table", f"{table.kind}, created {table.created or '—'}" if table else "—"),
         ("table reused from", (c.table if c else None) or "— (measured in this run)"),
         ("fixed cost (stem, head)", ms(table.fixed_ms) if table else "—"),

@@ -3,9 +3,6 @@ top-1 accuracy, and the reference CPU sessions that check exported graphs."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,33 +13,29 @@ import onnx
 import onnxruntime as ort
 from google.protobuf.message import DecodeError
 
+from hirelc_agent import ort_measure
+from hirelc_agent.ort_measure import MeasureError, NodeTimes, SessionSettings, node_times, time_sessions
+from hirelc_agent.timing import Timing
+
 from ..data import Images, Normalize
 from ..errors import InputError
-from ..latency.timing import Timing, measure_interleaved
 from ..models.naming import HEAD, INPUT_NAME, BlockMapper
 from ..targets.target import Target
 
 
-def session_options(target: Target) -> ort.SessionOptions:
-    """Session options matching how the target runs models in production."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = target.threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    return options
+def session_settings(target: Target) -> SessionSettings:
+    """How ``target`` runs a model: its execution provider and threads."""
+    return SessionSettings(target.execution_provider, target.threads)
 
 
-def make_session(path: Path, target: Target, options: ort.SessionOptions | None = None) -> ort.InferenceSession:
-    """An inference session on the target's execution provider."""
-    return ort.InferenceSession(str(path), options or session_options(target), providers=[target.execution_provider])
+def make_session(path: Path, target: Target) -> ort.InferenceSession:
+    """An inference session as the target runs it."""
+    return ort_measure.make_session(path, session_settings(target))
 
 
 def runner(session: ort.InferenceSession, input_shape: Sequence[int], seed: int = 0) -> Callable[[], object]:
     """A zero-argument callable that runs one inference on a fixed random input."""
-    feed = {INPUT_NAME: np.random.default_rng(seed).standard_normal(input_shape, dtype=np.float32)}
-    return lambda: session.run(None, feed)
+    return ort_measure.runner(session, input_shape, seed)
 
 
 @dataclass(frozen=True)
@@ -53,31 +46,20 @@ class NodeProfile:
     node_counts: dict[str, int]
 
 
-def profile_nodes(path: Path, target: Target, input_shape: Sequence[int], runs: int, warmup: int,
-                  mapper: BlockMapper) -> NodeProfile:
-    """Sum per owner (block prefix, STEM or HEAD) of each node's median time over ``runs`` profiled inferences."""
-    with tempfile.TemporaryDirectory() as tmp:
-        options = session_options(target)
-        options.enable_profiling = True
-        options.profile_file_prefix = os.path.join(tmp, "profile")
-        options.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
-        session = make_session(path, target, options)
-        run = runner(session, input_shape)
-        for _ in range(warmup + runs):
-            run()
-        trace = Path(session.end_profiling())
-        events = json.loads(trace.read_text())
-        owners = mapper.graph_owners(onnx.load(options.optimized_model_filepath))
-    per_node: dict[str, list[float]] = defaultdict(list)
-    for event in events:
-        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            per_node[event["name"].removesuffix("_kernel_time")].append(event["dur"] / 1e3)
+def attribute_nodes(times: NodeTimes, mapper: BlockMapper) -> NodeProfile:
+    """Node times summed per owner (block prefix, STEM or HEAD) of the optimised graph they ran in."""
+    owners = mapper.graph_owners(onnx.load_from_string(times.optimized))
     totals: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
-    for node, durations in per_node.items():
-        totals[owners.get(node, HEAD)] += float(np.median(durations[-runs:]))
+    for node, ms in times.times_ms.items():
+        totals[owners.get(node, HEAD)] += ms
         counts[owners.get(node, HEAD)] += 1
     return NodeProfile(dict(totals), dict(counts))
+
+
+def profile_nodes(path: Path, target: Target, runs: int, warmup: int, mapper: BlockMapper) -> NodeProfile:
+    """Sum per owner (block prefix, STEM or HEAD) of each node's median time over ``runs`` profiled inferences."""
+    return attribute_nodes(node_times(path, session_settings(target), runs, warmup), mapper)
 
 
 def open_session(path: Path, target: Target) -> ort.InferenceSession:
@@ -96,10 +78,10 @@ def open_session(path: Path, target: Target) -> ort.InferenceSession:
 
 def static_shape(session: ort.InferenceSession, path: Path) -> list[int]:
     """The session's input shape; a dynamic one is refused (latency is measured at one fixed batch)."""
-    shape = session.get_inputs()[0].shape
-    if not all(isinstance(d, int) for d in shape):
-        raise InputError(f"{path}: input shape {shape} is not static (export with a fixed batch)")
-    return list(shape)
+    try:
+        return ort_measure.static_input_shape(session, str(path))
+    except MeasureError as exc:
+        raise InputError(str(exc)) from None
 
 
 def top1_accuracy(session: ort.InferenceSession, images: Images, normalize: Normalize,
@@ -124,16 +106,13 @@ def top1_accuracy(session: ort.InferenceSession, images: Images, normalize: Norm
 def measure_latency(models: Mapping[str, Path], target: Target,
                     on_burst: Callable[[], None] | None = None) -> dict[str, Timing]:
     """Latency of each ONNX model on this machine as ``target``, all measured interleaved."""
-    shape = None
-    runners = {}
+    sessions = {name: open_session(path, target) for name, path in models.items()}
     for name, path in models.items():
-        session = open_session(path, target)
-        model_shape = static_shape(session, path)
-        if shape is not None and model_shape != shape:
-            raise InputError(f"{path}: input shape {model_shape} differs from {shape}")
-        shape = model_shape
-        runners[name] = runner(session, model_shape)
-    return measure_interleaved(runners, target.measure, on_burst=on_burst)
+        static_shape(sessions[name], path)
+    try:
+        return time_sessions(sessions, target.measure, on_burst)
+    except MeasureError as exc:
+        raise InputError(str(exc)) from None
 
 
 def reference_session(path: Path, basic_only: bool = False) -> ort.InferenceSession:

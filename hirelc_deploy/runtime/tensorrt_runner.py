@@ -16,7 +16,7 @@ from typing import Callable, Mapping
 
 import torch
 
-from ..latency.timing import Timing, measure_interleaved
+from hirelc_agent.timing import Timing, measure_interleaved
 from ..models.naming import BlockMapper
 from ..targets.target import MeasureSettings
 from .tensorrt import TensorRTError, conv_nodes, deserialize_engine, fused_names, require_tensorrt

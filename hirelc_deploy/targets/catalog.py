@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
 
+from hirelc_agent.machine import cpu_info
+
 from ..errors import TargetError
 from ..precision import Precision
 from ..runs import atomic_write_text
 from ..settings import user_targets_dir
 from .backends import BACKEND_PRECISIONS
-from .fingerprint import cpu_info
-from .target import Target, parse_target
+from .target import DeviceSettings, Target, parse_target
 
 # Package data: a wheel is installed unpacked, so the shipped TOML files are plain files beside this module.
 SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
@@ -71,11 +72,13 @@ def _toml_value(value) -> str:
 
 
 def new_target(name: str, threads: int, batch_size: int, precisions: Sequence[str] = (Precision.FP32, Precision.INT8),
-               directory: Path | None = None, force: bool = False) -> Path:
-    """Write a target for this machine's CPU (ONNX Runtime, CPU provider, ``threads`` intra-op threads, batches
-    of ``batch_size``) as ``NAME.toml`` in ``directory`` (default: the user's targets directory); the path
-    written. The width grid and measurement settings are those of the shipped ``cpu-ort-1t``. An existing file
-    is only replaced with ``force``."""
+               directory: Path | None = None, force: bool = False, agent: DeviceSettings | None = None,
+               execution_provider: str = "CPUExecutionProvider") -> Path:
+    """Write a target for this machine's CPU, or with ``agent`` for the device whose hirelc-agent it names (asked
+    for its CPU and execution providers): ONNX Runtime, ``execution_provider``, ``threads`` intra-op threads,
+    batches of ``batch_size``, as ``NAME.toml`` in ``directory`` (default: the user's targets directory); the
+    path written. The width grid and measurement settings are those of the shipped ``cpu-ort-1t``. An existing
+    file is only replaced with ``force``."""
     if not _NAME.fullmatch(name) or name.endswith(".toml"):
         raise TargetError(f"NAME '{name}': a target name is a file stem of letters, digits, '-', '_' and '.' "
                           "(not starting with '.', without .toml)")
@@ -92,16 +95,28 @@ def new_target(name: str, threads: int, batch_size: int, precisions: Sequence[st
         raise TargetError(f"{path}: already exists (pass --force to overwrite it)")
     # Read from the shipped file rather than restated here, so the two cannot drift apart.
     reference = tomllib.loads((SHIPPED_DIR / "cpu-ort-1t.toml").read_text(encoding="utf-8"))
-    cpu, _ = cpu_info()
+    if agent is None:
+        (cpu, _), cores, where, device = cpu_info(), os.cpu_count(), "this machine", ""
+    else:
+        from .agent_client import AgentClient
+
+        described = AgentClient(agent, name).describe()
+        if execution_provider not in described["execution_providers"]:
+            raise TargetError(f"--execution-provider {execution_provider}: the device at {agent.url} has "
+                              f"{', '.join(described['execution_providers'])}")
+        cpu, cores = described["cpu_model"], described["cpu_count"]
+        where = f"the device at {agent.url} ({described['hostname']}, {described['os']})"
+        device = (f"\n# The hirelc-agent this target measures on; its token is read from ${agent.token_env}.\n"
+                  f"[device]\nurl = {_toml_value(agent.url)}\ntoken_env = {_toml_value(agent.token_env)}\n")
     plural = "s" if threads > 1 else ""
-    description = f"ONNX Runtime CPU on {cpu}, {threads} intra-op thread{plural}, batch {batch_size}"
+    description = f"ONNX Runtime {execution_provider} on {cpu}, {threads} intra-op thread{plural}, batch {batch_size}"
     measure = "".join(f"{key} = {_toml_value(value)}\n" for key, value in reference.get("measure", {}).items())
-    text = f"""# Written by `hirelc targets new` for this machine ({os.cpu_count()} logical CPUs).
+    text = f"""# Written by `hirelc targets new` for {where} ({cores} logical CPUs).
 schema_version = 1
 name = {_toml_value(name)}
 description = {_toml_value(description)}
 backend = "onnxruntime"
-execution_provider = "CPUExecutionProvider"
+execution_provider = {_toml_value(execution_provider)}
 precisions = {_toml_value(list(dict.fromkeys(precisions)))}
 threads = {threads}
 batch_size = {batch_size}
@@ -110,6 +125,6 @@ channel_multiple = {reference["channel_multiple"]}
 width_fractions = {_toml_value(reference["width_fractions"])}
 
 [measure]
-{measure}"""
+{measure}{device}"""
     atomic_write_text(path, text)
     return path

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import os
-import platform
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+from hirelc_agent.machine import cpu_info
+
 if TYPE_CHECKING:
     from .target import Target
-
-# CPU features that change which kernels ONNX Runtime picks (and so the latencies).
-_RELEVANT_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
-                   "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16")
-
 
 @dataclass(frozen=True)
 class Fingerprint:
@@ -53,25 +48,6 @@ def recorded_differences(recorded: dict, current: Fingerprint) -> list[str]:
         return ["fingerprint is missing or malformed"]
 
 
-@functools.cache
-def cpu_info() -> tuple[str, tuple[str, ...]]:
-    """This machine's CPU model name and the CPU features that change ONNX Runtime's kernels (read once: every
-    fingerprint of a run asks)."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    model = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-                    break
-    except OSError:
-        pass
-    return model, tuple(f for f in _RELEVANT_FLAGS if f in flags)
-
-
 def machine_identity(target: Target, runtime_version: str, accelerator: str = "") -> Fingerprint:
     """Fingerprint of this machine running ``target`` on a runtime of ``runtime_version`` (and ``accelerator``,
     the GPU, where there is one); the target's backend knows both (``targets.backends.current_fingerprint``)."""
@@ -86,4 +62,19 @@ def machine_identity(target: Target, runtime_version: str, accelerator: str = ""
         threads=target.threads,
         batch_size=target.batch_size,
         gpu=accelerator,
+    )
+
+
+def device_identity(target: Target, device: dict) -> Fingerprint:
+    """Fingerprint of the device an agent describes (``hirelc_agent.machine.describe``) running ``target`` on its
+    ONNX Runtime (the one runtime agents time)."""
+    return Fingerprint(
+        cpu_model=device["cpu_model"],
+        cpu_flags=tuple(device["cpu_flags"]),
+        cpu_count=int(device["cpu_count"]),
+        runtime=target.backend,
+        runtime_version=device["onnxruntime_version"],
+        execution_provider=target.execution_provider,
+        threads=target.threads,
+        batch_size=target.batch_size,
     )

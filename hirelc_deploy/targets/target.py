@@ -8,27 +8,13 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from hirelc_agent.protocol import TOKEN_ENV
+from hirelc_agent.timing import MeasureSettings
+
 from ..errors import TargetError
-from .backends import BACKEND_PRECISIONS
+from .backends import BACKEND_PRECISIONS, REMOTE_RUNTIMES
 
 SCHEMA_VERSION = 1
-
-
-@dataclass(frozen=True)
-class MeasureSettings:
-    """How latencies are measured: warm-up, interleaved bursts, and when a burst counts as disturbed."""
-
-    warmup_runs: int = 20
-    bursts: int = 7
-    max_bursts: int = 15  # extra rounds allowed while burst medians disagree by more than max_rel_spread
-    max_rel_spread: float = 0.03
-    runs_per_burst: int = 30
-    profile_runs: int = 30
-    max_burst_rel_iqr: float = 0.30
-    max_retries: int = 3
-    retry_sleep_s: float = 0.5
-    max_busy_cores: float = 0.5  # load from other processes above which a burst round waits
-    max_wait_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +28,17 @@ class Roofline:
     compute_efficiency: float = 0.5  # fraction of peak a convolution reaches
     launch_us: float = 2.0  # fixed cost of one fused kernel
     sparsity_2_4: bool = False  # the GPU's tensor cores run 2:4 structured sparsity
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    """Where a remote target's device is: the URL of the ``hirelc-agent`` on it, the environment variable holding
+    its token (never the token itself: target files get shared), and how long to wait for it."""
+
+    url: str
+    token_env: str = TOKEN_ENV
+    retry_s: float = 60.0  # how long an unreachable agent is retried, with backoff, before the run stops
+    timeout_s: float = 3600.0  # longest one request (a whole profile's timing, say) may take
 
 
 @dataclass(frozen=True)
@@ -60,6 +57,7 @@ class Target:
     input_shape: tuple[int, ...] | None = None  # (C, H, W); None = the model's own
     measure: MeasureSettings = field(default_factory=MeasureSettings)
     roofline: Roofline | None = None
+    device: DeviceSettings | None = None  # None: this machine is the device
     path: str = ""
 
     def candidate_widths(self, full_width: int, prunable: bool = True, removable: bool = False, step: int = 1
@@ -83,6 +81,7 @@ class Target:
 _TOP_KEYS = {f.name for f in fields(Target)} - {"path"} | {"schema_version"}
 _MEASURE_KEYS = {f.name for f in fields(MeasureSettings)}
 _ROOFLINE_KEYS = {f.name for f in fields(Roofline)}
+_DEVICE_KEYS = {f.name for f in fields(DeviceSettings)}
 _REQUIRED = {"name", "backend", "execution_provider", "precisions", "threads", "batch_size", "channel_multiple",
              "width_fractions"}
 
@@ -127,6 +126,7 @@ def parse_target(path: Path) -> Target:
     if unknown:
         raise TargetError(f"{path}: unknown key(s) in [measure]: {', '.join(unknown)}")
     roofline = _parse_roofline(path, raw.get("roofline"), precisions)
+    device = _parse_device(path, raw.get("device"), backend)
     shape = raw.get("input_shape")
     if shape is not None and (len(shape) != 3 or any(not isinstance(s, int) or s <= 0 for s in shape)):
         raise TargetError(f"{path}: 'input_shape' must be [C, H, W] with positive integers, got {shape!r}")
@@ -143,6 +143,7 @@ def parse_target(path: Path) -> Target:
         input_shape=tuple(shape) if shape else None,
         measure=MeasureSettings(**measure_raw),
         roofline=roofline,
+        device=device,
         path=str(path),
     )
 
@@ -174,3 +175,30 @@ def _parse_roofline(path: Path, raw: dict | None, precisions: tuple[str, ...]) -
     if not isinstance(raw.get("sparsity_2_4", False), bool):
         raise TargetError(f"{path}: [roofline] sparsity_2_4 must be true or false")
     return Roofline(**{**raw, "peak_tops": {k: float(v) for k, v in peaks.items()}})
+
+
+def _parse_device(path: Path, raw: dict | None, backend: str) -> DeviceSettings | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise TargetError(f"{path}: [device] must be a table with url = \"http://HOST:PORT\"")
+    unknown = sorted(set(raw) - _DEVICE_KEYS)
+    if unknown or "url" not in raw:
+        raise TargetError(f"{path}: [device] " + (f"unknown key(s) {', '.join(unknown)}" if unknown
+                                                   else "needs url = \"http://HOST:PORT\" of its hirelc-agent"))
+    url = raw["url"]
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")) or "://" == url[-3:]:
+        raise TargetError(f"{path}: [device] url must be http://HOST:PORT or https://..., got {url!r}")
+    if backend not in REMOTE_RUNTIMES:
+        raise TargetError(f"{path}: [device]: remote {backend} targets are not supported (the agent times ONNX "
+                          "Runtime only); run hirelc on the GPU machine itself")
+    token_env = raw.get("token_env", TOKEN_ENV)
+    if not isinstance(token_env, str) or not token_env.replace("_", "").isalnum():
+        raise TargetError(f"{path}: [device] token_env must name an environment variable, got {token_env!r}")
+    for key, low in (("retry_s", 0.0), ("timeout_s", 1.0)):
+        value = raw.get(key, 1.0 if key == "timeout_s" else 0.0)
+        if not _is_number(value) or value < low:
+            raise TargetError(f"{path}: [device] {key} must be a number of seconds of at least {low:g}, "
+                              f"got {value!r}")
+    return DeviceSettings(url.rstrip("/"), token_env, **{k: float(raw[k]) for k in ("retry_s", "timeout_s")
+                                                         if k in raw})

@@ -8,6 +8,10 @@ export, bench) ask the target's backend and never which runtime it is.
 Adding a backend is adding one module here, a line to ``_MODULES`` and one to ``BACKEND_PRECISIONS`` (which target
 files are checked against without importing the runtime); the module is imported the first time a target uses
 it, so heavy runtimes (TensorRT) are never imported by targets that do not need them.
+
+A target whose TOML names a ``[device]`` (the URL of a ``hirelc-agent``) runs on the ``remote`` backend: its
+``backend`` key still says which runtime the device runs, and the remote backend times there what this machine
+builds.
 """
 
 from __future__ import annotations
@@ -18,24 +22,26 @@ from typing import TYPE_CHECKING, Protocol, Sequence
 
 from ...errors import TargetError
 from ...precision import Precision
-from ..fingerprint import Fingerprint, machine_identity
 
 if TYPE_CHECKING:
     import numpy as np
+    from hirelc_agent.timing import Timing
     from torch import nn
 
     from ...data import Images, Normalize
     from ...artifacts.manifest import Manifest
     from ...latency.profile import Config, Measured, Progress
-    from ...latency.timing import Timing
     from ...models import ModelSpec
     from ...policy import Policy
     from ...records import BenchResult
+    from ..fingerprint import Fingerprint
     from ..target import Target
 
 
 # backend name (a target's ``backend``) -> module (in this package) defining ``BACKEND``
-_MODULES = {"onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}
+_MODULES = {"onnxruntime": "onnxruntime", "tensorrt": "tensorrt", "remote": "remote"}
+REMOTE = "remote"  # the backend of every target with a [device]
+REMOTE_RUNTIMES = frozenset({"onnxruntime"})  # what a hirelc-agent times
 # What each runtime can run: target files are checked against it without importing the runtime.
 BACKEND_PRECISIONS = {
     "onnxruntime": frozenset({Precision.FP32, Precision.INT8}),
@@ -56,8 +62,11 @@ class Backend(Protocol):
     def unavailable(self) -> str | None:
         """Why this machine cannot measure on this runtime (None when it can)."""
 
-    def runtime(self) -> tuple[str, str]:
-        """(runtime version, accelerator name or ""), as fingerprints record them."""
+    def fingerprint(self, target: Target) -> Fingerprint:
+        """The identity of the device ``target`` runs on (this machine, or the remote device) and its runtime."""
+
+    def measured_on(self, target: Target) -> str:
+        """Where ``target``'s latencies are measured, in words for records and reports."""
 
     def build_variant(self, spec: ModelSpec, widths: Sequence[int], precisions: Sequence[str],
                       input_shape: Sequence[int], path: Path) -> Path:
@@ -68,7 +77,7 @@ class Backend(Protocol):
         """Build every configuration, split the first ``profiled`` ones' time between blocks, and time all of
         them interleaved (with the runtime's per-call overhead)."""
 
-    def profile_method(self) -> dict:
+    def profile_method(self, target: Target) -> dict:
         """What the backend records in a table's ``method`` about how it measured."""
 
     def time_configs(self, spec: ModelSpec, target: Target, configs: Sequence[tuple[Sequence[int], Sequence[str]]]
@@ -119,11 +128,10 @@ def get_backend(name: str) -> Backend:
 
 def backend_of(target: Target) -> Backend:
     """The backend a target runs on."""
-    return get_backend(target.backend)
+    return get_backend(REMOTE if target.device is not None else target.backend)
 
 
 def current_fingerprint(target: Target) -> Fingerprint:
-    """Fingerprint of this machine running ``target``'s backend and settings."""
-    version, accelerator = backend_of(target).runtime()
-    return machine_identity(target, version, accelerator)
+    """Fingerprint of the device ``target`` runs on, with its runtime and settings, as it is now."""
+    return backend_of(target).fingerprint(target)
 

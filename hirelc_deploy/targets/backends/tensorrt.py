@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from hirelc_agent.timing import Timing
 from torch import nn
 
 from ...data import Images, Normalize
@@ -26,7 +27,6 @@ from ...artifacts.trt_artifact import BASELINE_ENGINE_NAME, ENGINE_NAME, write_t
 from ...artifacts.trt_onnx import block_precisions, write_trt_onnx
 from ...latency import attribution
 from ...latency.profile import Config, Measured, Progress, model_input_shape
-from ...latency.timing import Timing
 from ...models import ModelSpec
 from ...models.naming import BlockMapper
 from ...policy import Policy
@@ -42,8 +42,8 @@ from ...runtime.tensorrt import (
     tensorrt_version,
 )
 from ...runtime.tensorrt_runner import block_times, profile_layers, time_engines
+from ..fingerprint import Fingerprint, machine_identity
 from ..target import Target
-from . import current_fingerprint
 from .common import overhead_model, random_calibration
 
 MEASURED_WITH = "CUDA events around execute_async_v3, one inference in flight, no profiler attached"
@@ -64,13 +64,17 @@ class TensorRTBackend:
             return str(exc)
         return None
 
-    def runtime(self) -> tuple[str, str]:
-        """(TensorRT version, GPU name), each "none" where missing: TensorRT tables are only measured with both."""
+    def fingerprint(self, target: Target) -> Fingerprint:
+        """This machine with its TensorRT version and GPU name, each "none" where missing: TensorRT tables are
+        only measured with both."""
         import torch
 
         version = tensorrt_version()
         gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-        return (".".join(map(str, version)) if version else "none"), gpu
+        return machine_identity(target, ".".join(map(str, version)) if version else "none", gpu)
+
+    def measured_on(self, target: Target) -> str:
+        return f"this machine's GPU ({self.fingerprint(target).gpu})"
 
     def build_variant(self, spec: ModelSpec, widths: Sequence[int], precisions: Sequence[str],
                       input_shape: Sequence[int], path: Path) -> Path:
@@ -125,7 +129,7 @@ class TensorRTBackend:
         ]
         return Measured([timings[f"config{i}"] for i in range(len(configs))], observations, timings["overhead"])
 
-    def profile_method(self) -> dict:
+    def profile_method(self, target: Target) -> dict:
         trt = require_tensorrt()
         return {"tensorrt_version": ".".join(map(str, parse_version(trt.__version__))), "e2e_timing": MEASURED_WITH,
                 "block_split": "TensorRT IProfiler per-layer medians, in separate runs"}
@@ -161,7 +165,7 @@ class TensorRTBackend:
         session = reference_session(model, basic_only=True)
         top1, scored = top1_accuracy(session, images, normalize)
         result = BenchResult(
-            artifact=str(model), target=target.name, fingerprint=current_fingerprint(target).to_dict(),
+            artifact=str(model), target=target.name, fingerprint=self.fingerprint(target).to_dict(),
             input_shape=list(session.get_inputs()[0].shape), file_bytes=model.stat().st_size,
             baseline=str(baseline), baseline_file_bytes=baseline.stat().st_size,
             top1=top1, top1_images=scored,
@@ -204,7 +208,7 @@ class TensorRTBackend:
         engines = {"engine": Path(artifact), **({"baseline": Path(baseline)} if baseline else {})}
         timings = time_engines(engines, target.measure, lambda: note("timing", 1))
         return BenchResult(
-            artifact=str(artifact), target=target.name, fingerprint=current_fingerprint(target).to_dict(),
+            artifact=str(artifact), target=target.name, fingerprint=self.fingerprint(target).to_dict(),
             input_shape=None, file_bytes=Path(artifact).stat().st_size,
             latency_ms=timings["engine"].to_dict(), baseline=str(baseline) if baseline else None,
             baseline_latency_ms=timings["baseline"].to_dict() if baseline else None,

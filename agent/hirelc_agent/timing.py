@@ -1,5 +1,8 @@
 """Noise-resistant latency measurement: warm-up, interleaved bursts, median of burst medians.
 
+One implementation for every place that times: ``hirelc`` on this machine and ``hirelc-agent`` on a device import
+it from here, so a table measured through an agent follows exactly the protocol of a local one.
+
 The machines this runs on are shared: one burst can be 20% slower than the next. Interleaving variants
 (A B A B ...) exposes them to the same disturbances; before each round of bursts we wait while other processes keep
 the CPU busy, and a burst whose own spread shows it was disturbed is retried after a short pause.
@@ -16,9 +19,24 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from ..targets import MeasureSettings
-
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """How latencies are measured: warm-up, interleaved bursts, and when a burst counts as disturbed."""
+
+    warmup_runs: int = 20
+    bursts: int = 7
+    max_bursts: int = 15  # extra rounds allowed while burst medians disagree by more than max_rel_spread
+    max_rel_spread: float = 0.03
+    runs_per_burst: int = 30
+    profile_runs: int = 30
+    max_burst_rel_iqr: float = 0.30
+    max_retries: int = 3
+    retry_sleep_s: float = 0.5
+    max_busy_cores: float = 0.5  # load from other processes above which a burst round waits
+    max_wait_s: float = 30.0
 
 
 @dataclass(frozen=True)
