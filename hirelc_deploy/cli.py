@@ -40,7 +40,7 @@ Workflow (data flows one way: profile -> table -> search -> policy -> export -> 
 \b
   The stages one by one:
   1. hirelc profile --model resnet56 --target cpu-ort-1t --validate 8
-     Measure the block latency table of a model on this device and check
+     Measure the block latency table of a model on the target's device and check
      that it predicts real exported engines (predicted vs measured latency).
   2. hirelc sensitivity --model resnet56 --weights W.th --data ../shared/datasets/cifar10
      Fisher sensitivity per block on held-out training images.
@@ -70,6 +70,13 @@ Workflow (data flows one way: profile -> table -> search -> policy -> export -> 
   on the target); --skip-bad-images skips and counts undecodable files.
 
 \b
+  Profile a device that is not this machine: run hirelc-agent on it (ONNX Runtime,
+  no PyTorch; `pip install ./agent`, token in $HIRELC_AGENT_TOKEN), forward its port
+  over SSH, then
+  hirelc targets new board --agent http://127.0.0.1:8790 --threads 1 --batch 1
+     and every command above with --target board times on the device.
+
+\b
   NVIDIA GPUs (TensorRT): the same commands with --target trt-h100-b1 (or -b32).
      On a GPU with TensorRT: measured tables, engines (.engine, timing cache, per-layer
      report checked against the policy), CUDA-event latencies. Without one:
@@ -84,7 +91,7 @@ also a Python call: hirelc_deploy.profile / compress / export / bench.
 
 app = typer.Typer(help=WORKFLOW, no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 app.add_typer(targets_app, name="targets", help="List the targets (yours and shipped); `targets new` writes one "
-              "for this machine.")
+              "for this machine or, with --agent, for a remote device.")
 
 
 @app.callback()
@@ -138,7 +145,7 @@ def profile_cmd(
     run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run directory (default runs/STAMP-profile-...)."),
     as_json: bool = json_option(),
 ):
-    """Measure a block latency table on this device (and validate it against real exported engines).
+    """Measure a block latency table on the target's device (and validate it against real exported engines).
 
     \b
     Example:

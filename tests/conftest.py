@@ -36,6 +36,13 @@ max_retries = 0
 max_wait_s = 2.0
 """
 
+# TINY_TARGET with block removal in its grid: three widths per block, so the table profiles in seconds.
+QUICK_TARGET = TINY_TARGET.replace('name = "tiny-cpu"', 'name = "quick-cpu"').replace(
+    "width_fractions = [0.5, 1.0]", "width_fractions = [0.0, 0.5, 1.0]")
+# A short compress run: 6 evaluations, small data slices, 2 finalists.
+QUICK_RUN = ["--latency-budget", "0.6x", "--evals", "6", "--finetune-images", "256", "--finetune-epochs", "0.5",
+             "--heldout-images", "100", "--test-per-class", "5", "--finalists", "2"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _hirelc_home(tmp_path_factory):

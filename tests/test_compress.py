@@ -16,15 +16,9 @@ from hirelc_deploy.artifacts import load_manifest
 from hirelc_deploy.policy import load_policy
 from hirelc_deploy.settings import shared_dir
 
-from .conftest import TINY_TARGET
+from .conftest import QUICK_RUN, QUICK_TARGET
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
-
-# The tests' tiny target with block removal in its grid: three widths per block, so the table profiles in seconds.
-QUICK_TARGET = TINY_TARGET.replace('name = "tiny-cpu"', 'name = "quick-cpu"').replace(
-    "width_fractions = [0.5, 1.0]", "width_fractions = [0.0, 0.5, 1.0]")
-assert "quick-cpu" in QUICK_TARGET and "[0.0, 0.5, 1.0]" in QUICK_TARGET, "conftest.TINY_TARGET changed"
-
 
 def _command(tmp_path, shared, *args) -> list[str]:
     """``hirelc compress`` on ResNet-20 with the quick target (its file under ``tmp_path``)."""
@@ -43,11 +37,6 @@ def _env(tmp_path) -> dict:
 def _compress(tmp_path, shared, *args):
     return subprocess.run(_command(tmp_path, shared, *args), capture_output=True, text=True, env=_env(tmp_path),
                           timeout=600)
-
-
-# A short run: 6 evaluations, small data slices, 2 finalists.
-QUICK_RUN = ["--latency-budget", "0.6x", "--evals", "6", "--finetune-images", "256", "--finetune-epochs", "0.5",
-             "--heldout-images", "100", "--test-per-class", "5", "--finalists", "2"]
 
 
 @pytest.fixture(scope="module")

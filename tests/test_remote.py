@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ from hirelc_deploy.targets import backend_of, current_fingerprint, parse_target
 from hirelc_deploy.targets.backends.common import overhead_model
 
 from .agent_process import TOKEN_VAR, AgentProcess
-from .conftest import TINY_TARGET, hirelc
+from .conftest import QUICK_RUN, QUICK_TARGET, TINY_TARGET, hirelc
 
 
 def remote_target(tmp_path, agent: AgentProcess, retry_s: float = 60.0, name: str = "remote-tiny"):
@@ -147,3 +148,40 @@ def test_a_remote_target_file_is_checked(tmp_path, monkeypatch):
         current_fingerprint(target)
     with pytest.raises(TargetError, match="remote tensorrt targets are not supported"):
         parse('\n[device]\nurl = "http://b:1"\n', backend="tensorrt")
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_compress_through_an_agent_that_dies_resumes_with_every_timing_recorded(agent, tmp_path, shared):
+    target = tmp_path / "remote-quick.toml"
+    target.write_text(QUICK_TARGET.replace('"quick-cpu"', '"remote-quick"')
+                      + f'\n[device]\nurl = "{agent.url}"\ntoken_env = "{TOKEN_VAR}"\nretry_s = 2\n')
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "hirelc_deploy.cli", "-q", "compress", "--model", "resnet20",
+               "--weights", str(shared / "models" / "cifar10-resnet" / "resnet20-12fca82f.th"),
+               "--data", str(shared / "datasets" / "cifar10"), "--target", str(target), "--run-dir", str(run),
+               *QUICK_RUN]
+    env = {**os.environ, TOKEN_VAR: agent.token, "HIRELC_TABLES": str(tmp_path / "tables")}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The table's timing, then the calibration's: the agent dies before the finalists are timed.
+    agent.wait_for_log(r"(time \d+ model.*done in[\s\S]*){2}", timeout=300)
+    agent.kill()
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 2 and err.strip().splitlines()[-1].startswith(f"error: device {agent.url}"), err
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "failed" and "unreachable" in status["error"]
+    assert (run / "calibration.json").is_file() and not (run / "finalists.json").exists()
+
+    before = agent.log.read_text()
+    agent.start()
+    resumed = subprocess.run([*command[:4], "compress", "--resume", str(run), "--json"], env=env,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["latency_kind"] == "measured" and agent.url in json.loads(
+        (run / "config.json").read_text())["measured_on"]
+    # After the restart the agent timed only what had not been recorded: the finalists, the benchmark and the
+    # two further rounds of the verdict; the table and the calibration came from the run directory.
+    after = agent.log.read_text()[len(before):]
+    assert "profile" not in after and len(re.findall(r"time \d+ model\(s\).*: done in", after)) == 4
+    assert f"the hirelc-agent at {agent.url}" in json.loads((run / "bench.json").read_text())["measured_with"]

@@ -5,11 +5,14 @@ alternating order (local remote, remote local, ...): profiles MODEL on TARGET in
 (a fresh agent each round, so every model is uploaded again), and validates each table against ``--validate``
 random configurations (plus the two fixed ones) exported and timed where its table was. Reports the validation
 errors side by side and the profiling wall time of each (the transport's overhead), medians with their spread.
-Then runs one ``hirelc compress --target <remote target>`` (a fresh tables directory: the table too is measured
-through the agent) and shows where each of its latencies came from.
+Because a table and its validation are minutes apart, a shared machine's drift can dominate both errors, so the
+validation networks of the first round are also timed in-process (a fresh process, as compress times) and
+through the agent, alternating ``--paired`` times: the remote/local ratio per network says what the transport
+itself changes. Then runs one ``hirelc compress --target <remote target>`` (a fresh tables directory: the table
+too is measured through the agent) and shows where each of its latencies came from.
 
     python tools/bench_remote.py                          # resnet56 on cpu-ort-1t, 2 rounds, 12 validations
-    python tools/bench_remote.py --rounds 1 --no-compress
+    python tools/bench_remote.py --rounds 3 --no-compress --out tools/results/bench_remote_tables
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ from rich.console import Console
 
 from hirelc_deploy.jobs.profile import measure_table
 from hirelc_deploy.latency import validate
+from hirelc_deploy.latency.profile import model_input_shape
+from hirelc_deploy.latency.validate import validation_configs
 from hirelc_deploy.models import get_model_spec
 from hirelc_deploy.runs import atomic_write_json, atomic_write_text
 from hirelc_deploy.settings import REPO_ROOT, shared_dir
-from hirelc_deploy.targets import load_target, parse_target
+from hirelc_deploy.targets import backend_of, load_target, parse_target
 from hirelc_deploy.targets.catalog import SHIPPED_DIR
 
 TOKEN_VAR = "HIRELC_BENCH_AGENT_TOKEN"
@@ -62,21 +67,39 @@ def remote_target_file(target_name: str, url: str, directory: Path) -> Path:
     return path
 
 
-def profile_and_validate(spec, target, count: int, seed: int) -> dict:
+def profile_and_validate(spec, target, count: int, seed: int) -> tuple[dict, object]:
     start = time.perf_counter()
     table = measure_table(spec, target)
     profile_s = time.perf_counter() - start
     report = validate(table, spec, target, count, seed=seed)
     return {"profile_s": profile_s, "validate_s": time.perf_counter() - start - profile_s,
             "fingerprint": table.fingerprint, "measured_on": table.method["measured_on"],
-            "summary": report.summary(), "rows": report.to_dict()["rows"]}
+            "summary": report.summary(), "rows": report.to_dict()["rows"]}, table
+
+
+def paired_timing(spec, local, remote, table, count: int, seed: int, rounds: int) -> dict:
+    """The validation networks timed in a fresh local process and through the agent, alternating; per network,
+    the remote/local ratio of each round."""
+    configs = validation_configs(table, count, seed)
+    builder = backend_of(local)
+    medians: dict[str, dict[str, list[float]]] = {"local": {}, "remote": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {label: builder.build_variant(spec, c.widths, c.precisions, model_input_shape(spec, local),
+                                              Path(tmp) / f"{label}.onnx") for label, c in configs}
+        for r in range(rounds):
+            for where in (["local", "remote"] if r % 2 == 0 else ["remote", "local"]):
+                target = local if where == "local" else remote
+                for label, timing in backend_of(target).time_graphs_fresh(paths, target).items():
+                    medians[where].setdefault(label, []).append(timing.median_ms)
+    ratios = {label: [b / a for a, b in zip(medians["local"][label], medians["remote"][label])] for label in paths}
+    return {"rounds": rounds, "local_ms": medians["local"], "remote_ms": medians["remote"], "ratios": ratios}
 
 
 def _spread(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} [{min(values):.2f}, {max(values):.2f}]"
 
 
-def markdown(rounds: list[dict], compress: dict | None) -> str:
+def markdown(rounds: list[dict], paired: dict | None, compress: dict | None) -> str:
     lines = ["| round | where | profile s | validate s | fp32 median/max abs err % | int8/mixed median/max % |",
              "|---|---|---|---|---|---|"]
     for i, r in enumerate(rounds):
@@ -93,6 +116,12 @@ def markdown(rounds: list[dict], compress: dict | None) -> str:
         ratio = [b / a for a, b in zip(local, remote)]
         lines.append(f"- {what}: local {_spread(local)}, remote {_spread(remote)}; remote/local "
                      f"{_spread(ratio)} (median [min, max] over rounds)")
+    if paired:
+        every = [x for values in paired["ratios"].values() for x in values]
+        per_network = [statistics.median(v) for v in paired["ratios"].values()]
+        lines += ["", f"- the same {len(per_network)} networks timed in a fresh local process and through the agent, "
+                  f"alternating {paired['rounds']} times: remote/local {_spread(every)} over every (network, round); "
+                  f"per-network medians {_spread(per_network)}"]
     if compress:
         lines += ["", f"compress through the agent: {compress['verdict']}; {compress['measured_ms']:.4f} ms vs "
                   f"budget {compress['budget_ms']:.4f} ms, speedup {compress['speedup']:.2f}x, top-1 "
@@ -136,6 +165,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget", default="0.5x")
     parser.add_argument("--evals", type=int, default=100)
+    parser.add_argument("--paired", type=int, default=4, help="alternating rounds of the paired timing (0: none)")
     parser.add_argument("--no-compress", action="store_true")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "tools" / "results" / "bench_remote")
     args = parser.parse_args()
@@ -145,7 +175,7 @@ def main() -> None:
     local = load_target(args.target)
     workdir = Path(tempfile.mkdtemp(prefix="bench-remote-"))
     agent_log = workdir / "agent.log"
-    rounds = []
+    rounds, paired, first_table = [], None, None
     for i in range(args.rounds):
         order = ["local", "remote"] if i % 2 == 0 else ["remote", "local"]
         agent, url = start_agent(agent_log)
@@ -154,8 +184,12 @@ def main() -> None:
             result = {"order": order}
             for where in order:
                 console.print(f"round {i}: {where} profile + validation of {args.model}")
-                result[where] = profile_and_validate(spec, local if where == "local" else remote, args.validate,
-                                                     args.seed)
+                result[where], table = profile_and_validate(spec, local if where == "local" else remote,
+                                                            args.validate, args.seed)
+                first_table = first_table or table
+            if args.paired and i == args.rounds - 1:
+                console.print(f"paired timing of the validation networks, {args.paired} alternating rounds")
+                paired = paired_timing(spec, local, remote, first_table, args.validate, args.seed, args.paired)
         finally:
             agent.kill()
         rounds.append(result)
@@ -167,10 +201,10 @@ def main() -> None:
         finally:
             agent.kill()
     record = {"model": args.model, "target": args.target, "validate": args.validate, "rounds": rounds,
-              "compress": compress, "agent_log": str(agent_log)}
+              "paired": paired, "compress": compress, "agent_log": str(agent_log)}
     atomic_write_json(args.out.with_suffix(".json"), record)
-    atomic_write_text(args.out.with_suffix(".md"), markdown(rounds, compress))
-    console.print(markdown(rounds, compress))
+    atomic_write_text(args.out.with_suffix(".md"), markdown(rounds, paired, compress))
+    console.print(markdown(rounds, paired, compress))
     console.print(f"written {args.out.with_suffix('.md')} and {args.out.with_suffix('.json')}")
 
 

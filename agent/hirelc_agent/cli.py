@@ -70,6 +70,9 @@ async def _serve(args: argparse.Namespace, token: str) -> None:
         raise SystemExit(f"error: --host {args.host} --port {args.port}: cannot listen ({exc})") from None
     server.add_sockets(sockets)
     port = sockets[0].getsockname()[1]
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {args.host}, beyond this machine: the token travels in plain HTTP; prefer "
+              "the default 127.0.0.1 and SSH port forwarding", file=sys.stderr, flush=True)
     print(f"hirelc-agent {__version__} listening on http://{args.host}:{port} "
           f"({agent.device['cpu_model']}, onnxruntime {agent.device['onnxruntime_version']})", flush=True)
     try:

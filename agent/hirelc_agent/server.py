@@ -1,7 +1,8 @@
 """The agent's HTTP server: refuses requests without the token, keeps uploaded models, measures one at a time.
 
 Measurements run in one worker thread, so two clients never time on the device at once: a second request waits
-(its first line says how many are ahead) and runs when the first is done, in arrival order. Every measurement opens
+(its first line says how many are ahead) and runs when the first is done, in arrival order. Uploads are checked in
+that thread too (checking loads the model, which would disturb a measurement running at the same time). Every measurement opens
 fresh ONNX Runtime sessions in this process, which never imports PyTorch. Each request is logged with who asked
 (address and the client's ``X-Hirelc-Client``), what and the outcome.
 """
@@ -111,7 +112,7 @@ class ModelHandler(_Handler):
             return self.fail(400, "models are named by the sha256 of their bytes (64 lowercase hex digits)")
         data = b"".join(self.chunks)
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self.agent.store.add, sha, data)
+            await asyncio.wrap_future(self.agent.worker.submit(self.agent.store.add, sha, data))
         except RefusedModel as exc:
             return self.fail(400, f"upload refused: {exc}")
         self.note(f"stored model {sha[:12]} ({len(data)} bytes)")
@@ -168,7 +169,7 @@ class _MeasureHandler(_Handler):
         ahead, self.agent.waiting = self.agent.waiting, self.agent.waiting + 1
         future = asyncio.wrap_future(self.agent.worker.submit(run))
         await self.send({QUEUED: ahead})
-        started = time.monotonic()
+        arrived = time.monotonic()
         try:
             while not future.done():
                 getter = asyncio.ensure_future(lines.get())
@@ -181,7 +182,7 @@ class _MeasureHandler(_Handler):
                 await self.send(lines.get_nowait())
             result = future.result()
             self.agent.measured += 1
-            self.note(f"{what}: done in {time.monotonic() - started:.1f} s")
+            self.note(f"{what}: done in {time.monotonic() - arrived:.1f} s (queued and measured)")
             await self.send({RESULT: result})
         except Cancelled:
             self.note(f"{what}: cancelled, the client went away")

@@ -28,14 +28,10 @@ def session_settings(target: Target) -> SessionSettings:
     return SessionSettings(target.execution_provider, target.threads)
 
 
-def make_session(path: Path, target: Target) -> ort.InferenceSession:
-    """An inference session as the target runs it."""
-    return ort_measure.make_session(path, session_settings(target))
-
-
-def runner(session: ort.InferenceSession, input_shape: Sequence[int], seed: int = 0) -> Callable[[], object]:
-    """A zero-argument callable that runs one inference on a fixed random input."""
-    return ort_measure.runner(session, input_shape, seed)
+def make_session(path: Path, target: Target, provider: str | None = None) -> ort.InferenceSession:
+    """An inference session as the target runs it (on ``provider`` instead of the target's, when given)."""
+    settings = session_settings(target)
+    return ort_measure.make_session(path, SessionSettings(provider, settings.threads) if provider else settings)
 
 
 @dataclass(frozen=True)
@@ -62,14 +58,15 @@ def profile_nodes(path: Path, target: Target, runs: int, warmup: int, mapper: Bl
     return attribute_nodes(node_times(path, session_settings(target), runs, warmup), mapper)
 
 
-def open_session(path: Path, target: Target) -> ort.InferenceSession:
-    """An ONNX Runtime session for ``path``, with a clear error for a missing or corrupt file."""
+def open_session(path: Path, target: Target, provider: str | None = None) -> ort.InferenceSession:
+    """An ONNX Runtime session for ``path`` as ``make_session`` opens it, with a clear error for a missing or
+    corrupt file."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: ONNX file not found")
     try:
         onnx.checker.check_model(str(path))
-        return make_session(path, target)
+        return make_session(path, target, provider)
     except (onnx.checker.ValidationError, DecodeError, ValueError, RuntimeError,
             ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.InvalidProtobuf) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -107,8 +104,6 @@ def measure_latency(models: Mapping[str, Path], target: Target,
                     on_burst: Callable[[], None] | None = None) -> dict[str, Timing]:
     """Latency of each ONNX model on this machine as ``target``, all measured interleaved."""
     sessions = {name: open_session(path, target) for name, path in models.items()}
-    for name, path in models.items():
-        static_shape(sessions[name], path)
     try:
         return time_sessions(sessions, target.measure, on_burst)
     except MeasureError as exc:

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
 from hirelc_agent.ort_measure import NodeTimes
-from hirelc_agent.protocol import (BURST, CLIENT_HEADER, DEVICE_PATH, ERROR, MODELS_PATH, PROFILE_PATH, QUEUED,
-                                   RESULT, TIME_PATH)
+from hirelc_agent.protocol import (BURST, CLIENT_HEADER, DEVICE_PATH, ERROR, MODELS_PATH, PROFILE_PATH,
+                                   PROTOCOL_VERSION, QUEUED, RESULT, TIME_PATH)
 from hirelc_agent.timing import Timing
 
 from ..errors import DeviceError
@@ -57,7 +57,11 @@ class AgentClient:
     def describe(self) -> dict:
         """The agent's description of its device (asked once per client)."""
         if self._described is None:
-            self._described = self._retrying(lambda: self._json("GET", DEVICE_PATH))
+            described = self._retrying(lambda: self._json("GET", DEVICE_PATH))
+            if described.get("protocol") != PROTOCOL_VERSION:
+                raise DeviceError(f"{self.where}: the agent speaks protocol {described.get('protocol')}, this hirelc "
+                                  f"{PROTOCOL_VERSION}; install the hirelc-agent of this checkout on the device")
+            self._described = described
         return self._described
 
     def time(self, models: Mapping[str, Path], target: Target, on_burst: Callable[[], None] | None = None
@@ -98,7 +102,11 @@ class AgentClient:
                 self.sent.difference_update(missing.shas)
                 for sha in missing.shas:
                     self.upload(models[sha])
-                lines = list(self._lines(path, body, on_burst))
+                try:
+                    lines = list(self._lines(path, body, on_burst))
+                except _Missing:
+                    raise DeviceError(f"{self.where}: the agent dropped models as soon as they were sent; one "
+                                      f"request needs {len(models)} (start it with a larger --max-models)") from None
             return lines[-1]
         return self._retrying(attempt)
 

@@ -56,6 +56,8 @@ class OnnxRuntimeBackend:
     name = "onnxruntime"
     calibrates = True
     final_rounds = 3  # fresh processes the exported engine is timed in for the verdict
+    scoring_provider: str | None = None  # where bench_files scores top-1 on this machine (None: the target's)
+    top1_through = "the exported model in ONNX Runtime on this machine"
 
     def unavailable(self) -> str | None:
         return None
@@ -159,7 +161,7 @@ class OnnxRuntimeBackend:
         """Latency of ``artifact`` on the target's device (interleaved with ``baseline`` when given), top-1 on
         ``images`` through the graph in ONNX Runtime on this machine (and through the baseline), file sizes."""
         note = progress or (lambda *_: None)
-        session = open_session(artifact, target)
+        session = open_session(artifact, target, self.scoring_provider)
         shape = static_shape(session, artifact)
         if shape[0] != target.batch_size:
             raise InputError(f"{artifact}: exported for batch {shape[0]}, target {target.name} runs batch "
@@ -167,7 +169,7 @@ class OnnxRuntimeBackend:
         graphs = {"artifact": Path(artifact)}
         base_session = None
         if baseline is not None:
-            base_session = open_session(baseline, target)
+            base_session = open_session(baseline, target, self.scoring_provider)
             if static_shape(base_session, baseline) != shape:
                 raise InputError(f"--baseline {baseline}: input shape differs from {artifact}")
             graphs["baseline"] = Path(baseline)
@@ -186,7 +188,7 @@ class OnnxRuntimeBackend:
             baseline_file_bytes=Path(baseline).stat().st_size if baseline is not None else None,
             speedup=timings["baseline"].median_ms / timings["artifact"].median_ms if baseline is not None else None,
             measured_with=f"{MEASURED_WITH}, on {self.measured_on(target)}", top1=top1, top1_images=scored,
-            baseline_top1=baseline_top1, top1_through="the exported model in ONNX Runtime on this machine",
+            baseline_top1=baseline_top1, top1_through=self.top1_through,
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         )
 

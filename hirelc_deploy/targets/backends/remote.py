@@ -30,6 +30,9 @@ class RemoteBackend(OnnxRuntimeBackend):
     """ONNX Runtime on the device a target's ``[device]`` names; graphs built here, timed there."""
 
     name = "remote"
+    # The device's provider may not exist here: top-1 is scored through the same graph on this machine's CPU.
+    scoring_provider = "CPUExecutionProvider"
+    top1_through = "the exported model in ONNX Runtime on this machine's CPU (not on the device)"
 
     def __init__(self):
         self._clients: dict[tuple, AgentClient] = {}
