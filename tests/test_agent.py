@@ -127,3 +127,20 @@ def test_two_clients_at_once_are_timed_one_after_the_other(agent, tmp_path):
     assert sorted(a[0]["queued"] for a in answers) == [0, 1]
     first, second = sorted((a[-1]["result"]["started"], a[-1]["result"]["finished"]) for a in answers)
     assert first[1] - first[0] > 0.2 and second[0] >= first[1]
+
+
+def test_the_agent_package_imports_neither_torch_nor_onnx_nor_hirelc():
+    import ast
+    from pathlib import Path
+
+    import hirelc_agent
+
+    imported = set()
+    for path in Path(hirelc_agent.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                imported.add(node.module.split(".")[0])
+    assert "onnxruntime" in imported and "tornado" in imported
+    assert not imported & {"torch", "onnx", "hirelc_deploy", "google"}, imported

@@ -96,8 +96,9 @@ def test_compress_end_to_end(uninterrupted):
     assert (run / "report.html").stat().st_size > 10_000
 
 
-def test_compress_refuses_a_budget_below_the_fastest_configuration(tmp_path, shared):
-    result = _compress(tmp_path, shared, "--latency-budget", "0.01x", "--evals", "2", "--finetune-images", "64",
+def test_compress_refuses_a_budget_below_the_fastest_configuration(uninterrupted, tmp_path, shared):
+    tables = uninterrupted[2]  # the quick run's table, so this run needs no profile of its own
+    result = _compress(tables, shared, "--latency-budget", "0.01x", "--evals", "2", "--finetune-images", "64",
                        "--heldout-images", "50", "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 2
     assert "--latency-budget 0.01x" in result.stderr and "fastest configuration" in result.stderr

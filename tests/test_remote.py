@@ -21,7 +21,7 @@ from hirelc_deploy.targets import backend_of, current_fingerprint, parse_target
 from hirelc_deploy.targets.backends.common import overhead_model
 
 from .agent_process import TOKEN_VAR, AgentProcess
-from .conftest import QUICK_RUN, QUICK_TARGET, TINY_TARGET, hirelc
+from .conftest import QUICK_TARGET, TINY_TARGET, hirelc
 
 
 def remote_target(tmp_path, agent: AgentProcess, retry_s: float = 60.0, name: str = "remote-tiny"):
@@ -150,6 +150,11 @@ def test_a_remote_target_file_is_checked(tmp_path, monkeypatch):
         parse('\n[device]\nurl = "http://b:1"\n', backend="tensorrt")
 
 
+# Shorter than QUICK_RUN: this test is about where the timings come from, not about what the search finds.
+BRIEF_RUN = ["--latency-budget", "0.6x", "--evals", "3", "--finetune-images", "64", "--finetune-epochs", "0",
+             "--heldout-images", "50", "--test-per-class", "2", "--finalists", "1"]
+
+
 @pytest.mark.slow
 @pytest.mark.shared
 def test_compress_through_an_agent_that_dies_resumes_with_every_timing_recorded(agent, tmp_path, shared):
@@ -160,7 +165,7 @@ def test_compress_through_an_agent_that_dies_resumes_with_every_timing_recorded(
     command = [sys.executable, "-m", "hirelc_deploy.cli", "-q", "compress", "--model", "resnet20",
                "--weights", str(shared / "models" / "cifar10-resnet" / "resnet20-12fca82f.th"),
                "--data", str(shared / "datasets" / "cifar10"), "--target", str(target), "--run-dir", str(run),
-               *QUICK_RUN]
+               *BRIEF_RUN]
     env = {**os.environ, TOKEN_VAR: agent.token, "HIRELC_TABLES": str(tmp_path / "tables")}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # The table's timing, then the calibration's: the agent dies before the finalists are timed.

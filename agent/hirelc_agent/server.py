@@ -2,9 +2,9 @@
 
 Measurements run in one worker thread, so two clients never time on the device at once: a second request waits
 (its first line says how many are ahead) and runs when the first is done, in arrival order. Uploads are checked in
-that thread too (checking loads the model, which would disturb a measurement running at the same time). Every measurement opens
-fresh ONNX Runtime sessions in this process, which never imports PyTorch. Each request is logged with who asked
-(address and the client's ``X-Hirelc-Client``), what and the outcome.
+that thread too (checking loads the model, which would disturb a measurement running at the same time). Every
+measurement opens fresh ONNX Runtime sessions in this process, which never imports PyTorch. Each request is logged
+with who asked (address and the client's ``X-Hirelc-Client``), what and the outcome.
 """
 
 from __future__ import annotations

@@ -97,20 +97,20 @@ class AgentClient:
         """POST a measurement and follow its lines to the result; models the agent lost are sent again."""
         def attempt() -> dict:
             try:
-                lines = list(self._lines(path, body, on_burst))
+                return self._follow(path, body, on_burst)
             except _Missing as missing:
                 self.sent.difference_update(missing.shas)
                 for sha in missing.shas:
                     self.upload(models[sha])
-                try:
-                    lines = list(self._lines(path, body, on_burst))
-                except _Missing:
-                    raise DeviceError(f"{self.where}: the agent dropped models as soon as they were sent; one "
-                                      f"request needs {len(models)} (start it with a larger --max-models)") from None
-            return lines[-1]
+            try:
+                return self._follow(path, body, on_burst)
+            except _Missing:
+                raise DeviceError(f"{self.where}: the agent dropped models as soon as they were sent; one request "
+                                  f"needs {len(models)} (start it with a larger --max-models)") from None
         return self._retrying(attempt)
 
-    def _lines(self, path: str, body: dict, on_burst: Callable[[], None] | None) -> Iterator[dict]:
+    def _follow(self, path: str, body: dict, on_burst: Callable[[], None] | None) -> dict:
+        """The result of one measurement request, reporting its bursts as they come."""
         with self._open("POST", path, json.dumps(body).encode()) as response:
             for line in _read_lines(response):
                 if QUEUED in line and line[QUEUED]:
@@ -120,8 +120,7 @@ class AgentClient:
                 elif ERROR in line:
                     raise DeviceError(f"{self.where}: the agent could not measure: {line[ERROR]}")
                 elif RESULT in line:
-                    yield line[RESULT]
-                    return
+                    return line[RESULT]
         raise _Unreachable("the agent stopped answering mid-measurement")
 
     def _json(self, method: str, path: str, data: bytes | None = None) -> dict:
