@@ -24,8 +24,10 @@ from .agent_process import TOKEN_VAR, AgentProcess
 from .conftest import QUICK_TARGET, TINY_TARGET, hirelc
 
 
-def remote_target(tmp_path, agent: AgentProcess, retry_s: float = 60.0, name: str = "remote-tiny"):
-    text = TINY_TARGET.replace('name = "tiny-cpu"', f'name = "{name}"')
+def remote_target(tmp_path, agent: AgentProcess, retry_s: float = 60.0, name: str = "remote-tiny",
+                  base: str = TINY_TARGET):
+    """``base`` (a test target's TOML) renamed ``name``, measured on ``agent``."""
+    text = re.sub(r'(?m)^name = ".*"$', f'name = "{name}"', base)
     text += f'\n[device]\nurl = "{agent.url}"\ntoken_env = "{TOKEN_VAR}"\nretry_s = {retry_s}\n'
     path = tmp_path / f"{name}.toml"
     path.write_text(text)
@@ -158,9 +160,7 @@ BRIEF_RUN = ["--latency-budget", "0.6x", "--evals", "3", "--finetune-images", "6
 @pytest.mark.slow
 @pytest.mark.shared
 def test_compress_through_an_agent_that_dies_resumes_with_every_timing_recorded(agent, tmp_path, shared):
-    target = tmp_path / "remote-quick.toml"
-    target.write_text(QUICK_TARGET.replace('"quick-cpu"', '"remote-quick"')
-                      + f'\n[device]\nurl = "{agent.url}"\ntoken_env = "{TOKEN_VAR}"\nretry_s = 2\n')
+    target = remote_target(tmp_path, agent, retry_s=2, name="remote-quick", base=QUICK_TARGET).path
     run = tmp_path / "run"
     command = [sys.executable, "-m", "hirelc_deploy.cli", "-q", "compress", "--model", "resnet20",
                "--weights", str(shared / "models" / "cifar10-resnet" / "resnet20-12fca82f.th"),

@@ -30,8 +30,7 @@ def session_settings(target: Target) -> SessionSettings:
 
 def make_session(path: Path, target: Target, provider: str | None = None) -> ort.InferenceSession:
     """An inference session as the target runs it (on ``provider`` instead of the target's, when given)."""
-    settings = session_settings(target)
-    return ort_measure.make_session(path, SessionSettings(provider, settings.threads) if provider else settings)
+    return ort_measure.make_session(path, SessionSettings(provider or target.execution_provider, target.threads))
 
 
 @dataclass(frozen=True)
@@ -102,8 +101,9 @@ def top1_accuracy(session: ort.InferenceSession, images: Images, normalize: Norm
 
 def measure_latency(models: Mapping[str, Path], target: Target,
                     on_burst: Callable[[], None] | None = None) -> dict[str, Timing]:
-    """Latency of each ONNX model on this machine as ``target``, all measured interleaved."""
-    sessions = {name: open_session(path, target) for name, path in models.items()}
+    """Latency of each ONNX model on this machine as ``target``, all measured interleaved. The models are graphs
+    this toolchain wrote, or files ``open_session`` has checked already: they are not checked again."""
+    sessions = {name: make_session(path, target) for name, path in models.items()}
     try:
         return time_sessions(sessions, target.measure, on_burst)
     except MeasureError as exc:

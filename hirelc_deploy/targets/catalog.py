@@ -16,6 +16,7 @@ from ..errors import TargetError
 from ..precision import Precision
 from ..runs import atomic_write_text
 from ..settings import user_targets_dir
+from .agent_client import AgentClient
 from .backends import BACKEND_PRECISIONS
 from .target import DeviceSettings, Target, parse_target
 
@@ -98,8 +99,6 @@ def new_target(name: str, threads: int, batch_size: int, precisions: Sequence[st
     if agent is None:
         (cpu, _), cores, where, device = cpu_info(), os.cpu_count(), "this machine", ""
     else:
-        from .agent_client import AgentClient
-
         described = AgentClient(agent, name).describe()
         if execution_provider not in described["execution_providers"]:
             raise TargetError(f"--execution-provider {execution_provider}: the device at {agent.url} has "
