@@ -56,6 +56,9 @@ QUICK = TINY_TARGET.replace('name = "tiny-cpu"', 'name = "quick-cpu"').replace(
     "width_fractions = [0.5, 1.0]", "width_fractions = [0.0, 0.5, 1.0]").replace(
     'precisions = ["fp32", "int8"]', 'precisions = ["fp32"]')
 COMPRESS_SHAPE = [3, 32, 32]
+# At width 8 the concat net's time is all per-run overhead (8 and 16 channels measure the same), so narrowing its
+# branches saves ~5%, inside the table's noise at a 0.9x budget; at 32 the branches' convolutions dominate.
+MODEL_ARGS = {"concat": {"width": 32}}
 
 
 @pytest.mark.slow
@@ -68,8 +71,10 @@ def test_tiny_compress_of_a_users_model_ends_feasible_with_a_report(factory, mon
     target = tmp_path / "quick-cpu.toml"
     target.write_text(QUICK)
     weights = tmp_path / "w.pt"
-    torch.save(resolve_model(ModelRef(f"{NETS}:{factory}", {}, COMPRESS_SHAPE)).make().state_dict(), weights)
+    args = MODEL_ARGS.get(factory, {})
+    torch.save(resolve_model(ModelRef(f"{NETS}:{factory}", args, COMPRESS_SHAPE)).make().state_dict(), weights)
     run = tmp_path / "run"
+    model_args = [x for k, v in args.items() for x in ("--model-arg", f"{k}={v}")]
     streamed = []
     if factory == "resnet_projection":  # streams its images; one test image is corrupt (skipped and listed)
         bad = tiny_cifar / "test" / "class03" / "0000.png"
@@ -80,13 +85,13 @@ def test_tiny_compress_of_a_users_model_ends_feasible_with_a_report(factory, mon
                             "--latency-budget", "0.9x", "--strategy", "fisher-greedy", "--evals", "3",
                             "--finetune-images", "32",
                             "--finetune-epochs", "0.5", "--heldout-images", "40", "--test-per-class", "2",
-                            "--finalists", "1", "--run-dir", str(run), "--json", *streamed)
+                            "--finalists", "1", "--run-dir", str(run), "--json", *model_args, *streamed)
     assert code == 0, err
     summary = json.loads(out)
     if streamed:
         assert summary["bad_images"] == [str(bad)] and summary["test_images"] == 19
         assert json.loads((run / "config.json").read_text())["data"]["loading"] == "stream"
-    assert summary["model"] == f"nets.py:{factory}" and summary["measured_ms"] is not None
+    assert summary["model"].startswith(f"nets.py:{factory}") and summary["measured_ms"] is not None
     policy = json.loads((run / "policy.json").read_text())
     assert [b["name"] for b in policy["blocks"]] == [row[0] for row in USER_BLOCKS[factory]]
     assert (run / "report.html").is_file() and (run / "artifacts" / "model.onnx").is_file()
