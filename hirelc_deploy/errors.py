@@ -30,3 +30,7 @@ class TableError(InputError):
 
 class DeviceError(HirelcError):
     """A remote device (its hirelc-agent) cannot be reached, refuses the token, or has changed."""
+
+
+class NoisyDeviceError(HirelcError):
+    """The device was too busy or unsteady to measure to the accuracy a latency table needs."""

@@ -305,15 +305,29 @@ class Finalist:
     budget_ms: float  # against the uncompressed model timed with the finalists
     meets_budget: bool
     chosen: bool = False
+    round: int = 0  # the closed-loop round that timed it
+
+
+@dataclass(frozen=True)
+class LoopRound:
+    """One round of the closed loop on the budget (``jobs/finalists.py``): the table the round's finalists were
+    chosen from and whether one of them met the budget on the device."""
+
+    round: int
+    budget_table_ms: float  # the budget in that table's units
+    factors: dict[str, float]  # its per-part correction of the calibrated table (1.0: as calibrated)
+    new_evaluations: int  # evaluations a search made for this round (0: finalists from recorded candidates)
+    met: bool
 
 
 @dataclass(frozen=True)
 class Finalists(Record):
-    """``finalists.json``: the finalists timed for real; the chosen one is exported."""
+    """``finalists.json``: the finalists timed for real, round by round; the chosen one is exported."""
 
     what: ClassVar[str] = "finalists record"
     rows: list[Finalist]
-    schema_version: int = 2
+    rounds: list[LoopRound] = dataclasses.field(default_factory=list)
+    schema_version: int = 3
 
     @property
     def chosen(self) -> Finalist:
@@ -328,10 +342,13 @@ class FinalLatency(Record):
     what: ClassVar[str] = "final latency record"
     engine_ms: float
     uncompressed_ms: float
-    engine_rounds_ms: list[float]
+    engine_rounds_ms: list[float]  # every process's figure, in order
     uncompressed_rounds_ms: list[float]
     speedup: float
-    schema_version: int = 1
+    fast: list[bool] = dataclasses.field(default_factory=list)  # which processes ran in the fast state (``verdict.py``)
+    rule: str = ""  # which processes the figures above are the median of, and why
+    all_speedup: float | None = None  # the median over every process, whatever its state
+    schema_version: int = 2
 
 
 @dataclass(frozen=True)

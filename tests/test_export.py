@@ -70,3 +70,25 @@ def test_graph_owners_give_optimizer_nodes_a_neighbours_block():
         "/layer1/layer1.10/conv1/Conv": "/layer1/layer1.10/",
         "/linear/Gemm": HEAD,
     }
+
+
+def test_int8_residual_streams_run_in_the_convolutions_layout(tmp_path):
+    # Without the NHWC entry every residual add of an INT8 run sat between two layout Transposes (18 in an
+    # all-INT8 ResNet-20); with it, each INT8 run of blocks is entered and left once.
+    spec = get_model_spec("resnet20")
+    blocks = spec.blocks()
+    fp32 = export_onnx(spec.build(), (1, 3, 32, 32), tmp_path / "fp32.onnx")
+    rng = np.random.default_rng(0)
+    calib = [rng.standard_normal((1, 3, 32, 32), dtype=np.float32) for _ in range(4)]
+    ref = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).run(None, {"input": calib[0]})[0]
+    for runs in ([range(9)], [range(0, 3), range(4, 9)]):
+        int8 = [blocks[i].onnx_prefix for run in runs for i in run]
+        q = quantize_blocks(fp32, tmp_path / f"int8_{len(runs)}.onnx", int8, calib)
+        session, optimized = _optimized(q, tmp_path)
+        ops = [n.op_type for n in optimized.graph.node]
+        assert ops.count("QLinearConv") == 2 * len(int8) + len(runs)  # the blocks' and one entry per run
+        # An FP32 block between two runs reads the first run's NHWC output twice (its convolution and its
+        # option-A shortcut): one Transpose more.
+        assert ops.count("Transpose") == 2 * len(runs) + (len(runs) - 1)
+        out = session.run(None, {"input": calib[0]})[0]
+        assert np.abs(out - ref).max() < 0.1 * np.abs(ref).max()

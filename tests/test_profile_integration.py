@@ -55,3 +55,42 @@ def test_profile_and_validate_resnet20(tiny_target, tmp_path):
     summary = report.summary()
     assert summary["all"]["count"] == 5 and math.isfinite(summary["all"]["median_ape"])
     json.dumps(report.to_dict())
+
+
+def test_a_profile_too_noisy_to_trust_is_measured_again_then_refused(tiny_target):
+    from dataclasses import replace
+
+    from hirelc_deploy.errors import NoisyDeviceError
+    from hirelc_deploy.latency.profile import measured_table
+    from hirelc_deploy.models import resolve_model
+    from hirelc_deploy.records import ModelRef
+    from hirelc_deploy.targets import backend_of
+
+    from .test_discovery import NETS, SHAPE
+
+    spec = resolve_model(ModelRef(f"{NETS}:vgg", {}, SHAPE))
+    target = replace(tiny_target, measure=replace(tiny_target.measure, max_table_uncertainty=0.05))
+    backend = backend_of(target)
+    calls = []
+
+    def measure(noisy_calls):
+        def measured(*args, **kwargs):
+            timings, observations, overhead = backend.measure_configs(*args, **kwargs)
+            calls.append(args[1].measure.bursts)
+            # Burst medians spread by 40% of the latency, or (the tiny target's own spread is anything) by none.
+            spread = 0.2 if len(calls) <= noisy_calls else 0.0
+            timings = [replace(t, q1_ms=(1 - spread) * t.median_ms, q3_ms=(1 + spread) * t.median_ms)
+                       for t in timings]
+            return timings, observations, overhead
+        return measured
+
+    fingerprint = current_fingerprint(target)
+    table = measured_table(spec, target, measure(1), fingerprint)
+    assert len(calls) == 2 and table.method["median_uncertainty"] == 0.0
+    calls.clear()
+    with pytest.raises(NoisyDeviceError) as caught:
+        measured_table(spec, target, measure(2), fingerprint)
+    assert len(calls) == 2 and calls[1] > calls[0]  # measured longer the second time
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("tiny-cpu: the device was too noisy")
+    assert "uncertain by" in message and "no table written" in message

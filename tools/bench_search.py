@@ -33,7 +33,9 @@ from rich.table import Table
 from hirelc_deploy.apply import DistillConfig
 from hirelc_deploy.budget import parse_budget
 from hirelc_deploy.data import Normalize, load_images, open_dataset
-from hirelc_deploy.jobs.compress import calibrated_space, final_latency, judge, verify_finalists
+from hirelc_deploy.jobs.compress import calibrated_space
+from hirelc_deploy.jobs.finalists import BudgetNotMet, close_the_loop
+from hirelc_deploy.verdict import judge, measure_final
 from hirelc_deploy.jobs.profile import ensure_table
 from hirelc_deploy.models import get_model_spec
 from hirelc_deploy.pipeline import DataConfig, export_policy, load_model, prepare_data, sensitivity_of
@@ -142,10 +144,20 @@ def main() -> int:
 def _strategy_row(outcomes, space, spec, target, budget, teacher, data, data_config, args, table, sensitivity,
                   test) -> dict:
     """Seed statistics, then the best policy over the seeds through compress's own stages: finalists timed and
-    one chosen, applied and fine-tuned, exported, benchmarked, timed over the backend's final rounds, judged."""
+    one chosen, applied and fine-tuned, exported, benchmarked, timed over the backend's final rounds, judged.
+    The closed loop chooses only among the seed's recorded candidates (strategies are compared at equal
+    evaluations: no search again)."""
     backend = backend_of(target)
     best = max(outcomes, key=lambda o: o.best.result.key())
-    chosen, finalists = verify_finalists(best, space, spec, target, budget, 3, backend)
+    seeds = {"proxy_top1": _spread([o.best.result.top1 for o in outcomes]),
+             "search_seconds": _spread([_search_seconds(o) for o in outcomes]),
+             "evals_used": [len(o.history) for o in outcomes], "best_seed": best.seed}
+    try:
+        chosen, finalists = close_the_loop(best.history, space, spec, target, budget, best.budget_table_ms, 3,
+                                           backend, lambda *_: [])
+    except BudgetNotMet as missed:
+        return {**seeds, "finalists": missed.finalists.to_dict(), "verdict": str(missed), "measured_ms": None,
+                "budget_ratio": None, "speedup": None, "top1": None}
     policy = space.policy(chosen.options, strategy=best.strategy, evaluation=chosen.index,
                           proxy_top1=chosen.result.top1, proxy_agreement=chosen.result.agreement)
     with tempfile.TemporaryDirectory() as tmp:
@@ -153,13 +165,12 @@ def _strategy_row(outcomes, space, spec, target, budget, teacher, data, data_con
         export_policy(teacher, spec, policy, target, data, data_config, DistillConfig(epochs=args.finetune_epochs),
                       artifacts, table.fingerprint, sensitivity, "fisher")
         result = backend.bench_export(artifacts, target, test, Normalize(spec.mean, spec.std))
-        latency = final_latency(backend, artifacts, target, result, backend.final_rounds)
+        latency = measure_final(lambda: backend.time_export(artifacts, target),
+                                (result.latency_ms["median_ms"], result.baseline_latency_ms["median_ms"]),
+                                backend.final_rounds)
     budget_ms, ratio, text = judge(budget, latency)
     return {
-        "proxy_top1": _spread([o.best.result.top1 for o in outcomes]),
-        "search_seconds": _spread([_search_seconds(o) for o in outcomes]),
-        "evals_used": [len(o.history) for o in outcomes],
-        "best_seed": best.seed, "finalists": finalists.to_dict()["rows"], "exported_proxy_top1": chosen.result.top1,
+        **seeds, "finalists": finalists.to_dict(), "exported_proxy_top1": chosen.result.top1,
         "widths": list(chosen.widths), "precisions": list(chosen.precisions),
         "predicted_ms": chosen.predicted_ms, "budget_ms": budget_ms, "measured_ms": latency.engine_ms,
         "measured_rounds_ms": latency.engine_rounds_ms, "uncompressed_ms": latency.uncompressed_ms,
@@ -177,9 +188,15 @@ def _print(console: Console, target_name: str, target_report: dict) -> None:
         for strategy, row in rows["strategies"].items():
             p = row["proxy_top1"]
             table.add_row(strategy, f"{p['median']:.3f} [{p['min']:.3f}-{p['max']:.3f}]",
-                          f"{row['search_seconds']['median']:.0f}", f"{row['measured_ms']:.4f}",
-                          f"{row['budget_ratio']:.3f}x", f"{row['speedup']:.2f}x", f"{row['top1']:.3f}")
+                          f"{row['search_seconds']['median']:.0f}", *_measured(row))
         console.print(table)
+
+
+def _measured(row: dict) -> list[str]:
+    """Engine ms, ratio to the budget, speedup and test top-1; dashes where no finalist met the budget."""
+    if row["measured_ms"] is None:
+        return ["-", "no finalist met it", "-", "-"]
+    return [f"{row['measured_ms']:.4f}", f"{row['budget_ratio']:.3f}x", f"{row['speedup']:.2f}x", f"{row['top1']:.3f}"]
 
 
 def _markdown(report: dict) -> str:
@@ -196,8 +213,7 @@ def _markdown(report: dict) -> str:
             for strategy, row in rows["strategies"].items():
                 p = row["proxy_top1"]
                 lines.append(f"| {strategy} | {p['median']:.3f} [{p['min']:.3f}-{p['max']:.3f}] | "
-                             f"{row['search_seconds']['median']:.0f} | {row['measured_ms']:.4f} | "
-                             f"{row['budget_ratio']:.3f}x | {row['speedup']:.2f}x | {row['top1']:.3f} |")
+                             f"{row['search_seconds']['median']:.0f} | " + " | ".join(_measured(row)) + " |")
             lines.append("")
     return "\n".join(lines)
 

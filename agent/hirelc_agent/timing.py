@@ -37,6 +37,10 @@ class MeasureSettings:
     retry_sleep_s: float = 0.5
     max_busy_cores: float = 0.5  # load from other processes above which a burst round waits
     max_wait_s: float = 30.0
+    # A latency table whose networks' medians are less certain than this (relative standard error, estimated from
+    # the spread of their burst medians; the median over networks) is measured again with more bursts, then
+    # refused: a noisy device must not give a table that looks measured.
+    max_table_uncertainty: float = 0.03
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import logging
 import platform
-from dataclasses import asdict, dataclass, is_dataclass, replace
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnxruntime
@@ -42,7 +41,7 @@ from ..policy import Policy
 from ..precision import Precision
 from ..progress import Reporter, SilentReporter
 from ..records import (Baseline, BenchResult, Candidate, CompressConfig, CompressRunConfig, CompressSummary,
-                       FinalLatency, Finalist, Finalists, ModelRef, Status, annotated_fields, conform)
+                       FinalLatency, Finalists, ModelRef, Status, annotated_fields, conform)
 from ..report import write_report
 from ..resumption import check_same_run, evaluation_cache, read_candidates, resumed_config
 from ..runs import (BENCH_STAGE, CALIBRATION_STAGE, EXPORT_STAGE, FINALISTS_STAGE, SEARCH_STAGE, SENSITIVITY_STAGE,
@@ -57,6 +56,8 @@ from ..search.wall import repair
 from ..sensitivity import Sensitivity
 from ..settings import cache_dir, tables_dir
 from ..targets import Backend, Target, backend_of, current_fingerprint, load_target
+from ..verdict import judge, measure_final, verdict
+from .finalists import BudgetNotMet, close_the_loop
 from .profile import ensure_table
 
 log = logging.getLogger(__name__)
@@ -152,77 +153,32 @@ def calibrated_space(table: LatencyTable, spec, target: Target, sensitivity, bud
     return SearchSpace(calibration.apply(table), target.precisions), calibration, measured[0]
 
 
-def verify_finalists(outcome: SearchOutcome, space: SearchSpace, spec, target: Target, budget: Budget, count: int,
-                     backend: Backend) -> tuple[Evaluation, Finalists]:
-    """Time the best ``count`` policies for real, interleaved with the uncompressed model, and choose the
-    best-scoring one that meets the budget (the fastest one, when none does)."""
-    finalists = outcome.ranked()[:count]
-    full = ([b.full_width for b in spec.blocks()], [Precision.FP32] * space.n)
-    uncompressed, *timings = backend.time_configs(spec, target, [full, *((e.widths, e.precisions)
-                                                                         for e in finalists)])
-    budget_now = budget.ms_against(uncompressed.median_ms)
-    rows = [Finalist(e.index, list(e.widths), list(e.precisions), e.result.top1, e.predicted_ms, t.median_ms,
-                     t.spread_ms, uncompressed.median_ms, budget_now, t.median_ms <= budget_now)
-            for e, t in zip(finalists, timings)]
-    meeting = [e for e, row in zip(finalists, rows) if row.meets_budget]
-    chosen = meeting[0] if meeting else finalists[min(range(len(rows)), key=lambda i: rows[i].measured_ms)]
-    return chosen, Finalists([replace(row, chosen=row.index == chosen.index) for row in rows])
-
-
 def checkpointed_search(config: CompressConfig, run: RunDirectory, space: SearchSpace, sensitivity: Sensitivity,
-                        evaluator: Evaluator, budget_table_ms: float, reporter: Reporter) -> SearchOutcome:
+                        evaluator: Evaluator, budget_table_ms: float, reporter: Reporter, round_index: int = 0
+                        ) -> SearchOutcome:
     """The search, checkpointed after every evaluation in ``candidates.jsonl``. Evaluations already recorded
-    there (a resumed run) pre-fill the evaluator's cache and are not recorded twice (see ``resumption.py``)."""
+    there (a resumed run) pre-fill the evaluator's cache and are not recorded twice (see ``resumption.py``).
+
+    Round 0 is the run's search (``search.json``). A later round is the closed loop searching again on a
+    corrected table (``jobs/finalists.py``): half the evaluations, a seed of its own, its candidates labelled
+    with the round."""
     recorded = evaluation_cache(read_candidates(run.root))
     evaluator.cache.update(recorded)
-    if recorded:
+    if recorded and not round_index:
         log.info("resuming the search: %d evaluations recorded", len(recorded))
+    label = config.strategy + (f" (closed-loop round {round_index})" if round_index else "")
 
     def record(evaluation: Evaluation) -> None:
         if (evaluation.widths, evaluation.precisions) not in recorded:
-            run.append_jsonl(RunFiles.CANDIDATES, Candidate(strategy=config.strategy, **evaluation.to_dict()).to_dict())
+            run.append_jsonl(RunFiles.CANDIDATES, Candidate(strategy=label, **evaluation.to_dict()).to_dict())
         reporter.advance()
 
-    outcome = run_search(config.strategy, space, sensitivity, evaluator, budget_table_ms, config.evals, config.seed,
-                         record)
-    outcome.record().save(run.path(RunFiles.SEARCH))
+    evals = max(config.finalists, config.evals // 2) if round_index else config.evals
+    outcome = run_search(config.strategy, space, sensitivity, evaluator, budget_table_ms, evals,
+                         config.seed + round_index, record)
+    if not round_index:
+        outcome.record().save(run.path(RunFiles.SEARCH))
     return outcome
-
-
-def final_latency(backend: Backend, artifacts: Path, target: Target, first: BenchResult, rounds: int,
-                  on_round: Callable[[], None] | None = None) -> FinalLatency:
-    """Engine and uncompressed latency over ``rounds`` measurements (``first`` is the benchmark's own).
-
-    One process's median can sit 20% off the next one's on this machine (its threads land on a busy core, or
-    not), so the verdict uses the median over processes, each timed interleaved with the uncompressed model.
-    """
-    pairs = [(first.latency_ms["median_ms"], first.baseline_latency_ms["median_ms"])]
-    for _ in range(rounds - 1):
-        pairs.append(backend.time_export(artifacts, target))
-        if on_round:
-            on_round()
-    engine, uncompressed = (np.array(v) for v in zip(*pairs))
-    return FinalLatency(float(np.median(engine)), float(np.median(uncompressed)), engine.tolist(),
-                        uncompressed.tolist(), float(np.median(uncompressed / engine)))
-
-
-def judge(budget: Budget, latency: FinalLatency) -> tuple[float, float, str]:
-    """(budget ms, ratio to it, verdict) of a measured engine: the budget against the uncompressed model timed in
-    the same processes as the engine."""
-    budget_ms = budget.ms_against(latency.uncompressed_ms)
-    ratio = latency.engine_ms / budget_ms
-    return budget_ms, ratio, verdict(ratio)
-
-
-def verdict(ratio: float, predicted_because: str | None = None) -> str:
-    """The verdict on a latency that is ``ratio`` times the budget: measured, or predicted (and why)."""
-    if predicted_because is not None:
-        return (("PREDICTED to meet the budget" if ratio <= 1.0 else
-                 f"PREDICTED to MISS the budget by {100 * (ratio - 1):.1f}%") + f" ({predicted_because})")
-    if ratio <= 1.0:
-        return "meets the budget"
-    return f"MISSES the budget by {100 * (ratio - 1):.1f}%" + (" (within measurement noise, 5%)"
-                                                              if ratio <= 1.05 else "")
 
 
 class Stages:
@@ -331,7 +287,7 @@ class _CompressJob:
         sensitivity = self.sensitivity()
         space, resolved = self.baseline(sensitivity)
         outcome = self.search(space, sensitivity, resolved)
-        chosen = self.choose(outcome, space)
+        chosen = self.choose(outcome, space, sensitivity, resolved)
         policy = space.policy(chosen.options, strategy=self.config.strategy, evaluation=chosen.index,
                               proxy_top1=chosen.result.top1, proxy_agreement=chosen.result.agreement)
         policy.save(self.run.path(RunFiles.POLICY))
@@ -389,27 +345,41 @@ class _CompressJob:
         return space, resolved
 
     def search(self, space: SearchSpace, sensitivity: Sensitivity, resolved: ResolvedBudget) -> SearchOutcome:
-        evaluator = Evaluator(self.teacher, self.spec.blocks(), self.spec.input_shape,
-                              EvalData.from_prepared(self.data), sensitivity)
+        self.evaluator = Evaluator(self.teacher, self.spec.blocks(), self.spec.input_shape,
+                                   EvalData.from_prepared(self.data), sensitivity)
         self.stages.start(SEARCH_STAGE, self.config.evals, self.config.strategy)
-        return checkpointed_search(self.config, self.run, space, sensitivity, evaluator, resolved.table_ms,
+        return checkpointed_search(self.config, self.run, space, sensitivity, self.evaluator, resolved.table_ms,
                                    self.reporter)
 
-    def choose(self, outcome: SearchOutcome, space: SearchSpace) -> Evaluation:
-        """The evaluation to export: the finalist chosen by timing (``verify_finalists``, or ``finalists.json``
-        from before), or the search's best where the backend times nothing before export."""
+    def choose(self, outcome: SearchOutcome, space: SearchSpace, sensitivity: Sensitivity,
+               resolved: ResolvedBudget) -> Evaluation:
+        """The evaluation to export: the finalist the closed loop on the budget chose (``jobs/finalists.py``, or
+        ``finalists.json`` from before), or the search's best where the backend times nothing before export."""
         if not self.backend.calibrates:
             return outcome.best
         self.stages.start(FINALISTS_STAGE)
         if self.stages.reused(RunFiles.FINALISTS):
             finalists = Finalists.load(self.run.path(RunFiles.FINALISTS))
-            chosen = outcome.history[finalists.chosen.index]
+            row = finalists.chosen
+            key = (tuple(row.widths), tuple(row.precisions))
+            chosen = Evaluation(row.index, tuple(int(v) for v in space.encode(*key)), *key, row.predicted_ms,
+                                self.evaluator.cache[key], True)
         else:
-            chosen, finalists = verify_finalists(outcome, space, self.spec, self.target, self.budget,
-                                                 self.config.finalists, self.backend)
+            def search_again(corrected: SearchSpace, budget_table_ms: float, round_index: int) -> list[Evaluation]:
+                self.stages.start(FINALISTS_STAGE, max(self.config.finalists, self.config.evals // 2),
+                                  f"round {round_index}: searching the corrected table")
+                return checkpointed_search(self.config, self.run, corrected, sensitivity, self.evaluator,
+                                           budget_table_ms, self.reporter, round_index).history
+
+            try:
+                chosen, finalists = close_the_loop(outcome.history, space, self.spec, self.target, self.budget,
+                                                   resolved.table_ms, self.config.finalists, self.backend,
+                                                   search_again)
+            except BudgetNotMet as missed:
+                missed.finalists.save(self.run.path(RunFiles.FINALISTS))
+                raise
             finalists.save(self.run.path(RunFiles.FINALISTS))
-        log.info("chosen: evaluation %d (%s)", chosen.index, "; ".join(
-            f"#{r.index} {r.measured_ms:.4f} ms vs budget {r.budget_ms:.4f} ms" for r in finalists.rows))
+        log.info("chosen: candidate %d after %d round(s) of finalists", chosen.index, len(finalists.rounds))
         return chosen
 
     def export(self, policy: Policy, sensitivity: Sensitivity) -> None:
@@ -452,7 +422,9 @@ class _CompressJob:
             if self.stages.reused(RunFiles.FINAL_LATENCY):
                 latency = FinalLatency.load(self.run.path(RunFiles.FINAL_LATENCY))
             else:
-                latency = final_latency(self.backend, artifacts, self.target, result, rounds, self.reporter.advance)
+                latency = measure_final(lambda: self.backend.time_export(artifacts, self.target),
+                                        (result.latency_ms["median_ms"], result.baseline_latency_ms["median_ms"]),
+                                        rounds, self.reporter.advance)
                 latency.save(self.run.path(RunFiles.FINAL_LATENCY))
         summary = self._summary(policy, space, resolved, result, latency)
         summary.save(self.run.path(RunFiles.SUMMARY))

@@ -120,6 +120,10 @@ def stale_reason(table: LatencyTable, spec: ModelSpec, target: Target) -> str | 
     diffs = table.fingerprint_differences(current_fingerprint(target))
     if diffs:
         return f"it was measured on another device ({'; '.join(diffs)})"
+    measured_as, written_as = table.method.get("graph_format", ""), backend_of(target).graph_format
+    if measured_as != written_as:
+        return (f"it was measured on graphs written as '{measured_as or 'an earlier format'}', and this version "
+                f"writes '{written_as}'")
     return _grid_reason(table, spec, target)
 
 
@@ -177,4 +181,5 @@ def measure_table(spec: ModelSpec, target: Target, progress: Progress | None = N
     """Profile the model on the target's device with its backend."""
     backend = backend_of(target)
     return measured_table(spec, target, backend.measure_configs, current_fingerprint(target), fractions, progress,
-                          {"measured_on": backend.measured_on(target), **backend.profile_method(target)})
+                          {"measured_on": backend.measured_on(target), "graph_format": backend.graph_format,
+                           **backend.profile_method(target)})

@@ -7,11 +7,15 @@ measured into a ``LatencyTable`` (``attribution`` splits each network's time bet
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import math
+import statistics
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
+from ..errors import NoisyDeviceError
 from ..models import ModelSpec
 from ..precision import REFERENCE
 from ..targets.fingerprint import Fingerprint
@@ -21,6 +25,7 @@ from .table import LatencyTable, normalize_precisions
 from hirelc_agent.timing import Timing
 
 Progress = Callable[[str, int], None]  # (phase description, units completed since last call)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,13 @@ def profiling_configs(spec: ModelSpec, target: Target, fractions: Sequence[float
     return list(dict.fromkeys(uniform)), list(dict.fromkeys(mixed)), list(dict.fromkeys(isolated))
 
 
+def median_uncertainty(timings: Sequence[Timing]) -> float:
+    """How certain a set of measured medians is: the median over networks of each one's relative standard error,
+    estimated from the inter-quartile range of its burst medians (sigma ~ IQR / 1.349; the standard error of a
+    median of n values ~ 1.253 sigma / sqrt(n))."""
+    return statistics.median(1.253 / 1.349 * t.spread_ms / t.median_ms / math.sqrt(t.bursts) for t in timings)
+
+
 def profile_steps(spec: ModelSpec, target: Target, fractions: Sequence[float] | None = None) -> int:
     """Number of progress units ``profile`` reports (for progress bars)."""
     uniform, mixed, isolated = profiling_configs(spec, target, fractions)
@@ -96,9 +108,26 @@ def measured_table(spec: ModelSpec, target: Target, measure: Measure, fingerprin
     blocks = spec.blocks()
     uniform, mixed, isolated = profiling_configs(spec, target, fractions)
     profiled = len(uniform) + len(mixed)
-    with tempfile.TemporaryDirectory() as tmp:
-        timings, observations, overhead = measure(spec, target, uniform + mixed + isolated, Path(tmp),
-                                                  progress, profiled=profiled)
+    limit = target.measure.max_table_uncertainty
+    for attempt in range(2):
+        with tempfile.TemporaryDirectory() as tmp:
+            timings, observations, overhead = measure(spec, target, uniform + mixed + isolated, Path(tmp),
+                                                      progress, profiled=profiled)
+        uncertainty = median_uncertainty(timings)
+        if uncertainty <= limit:
+            break
+        log.warning("profile of %s on %s: medians uncertain by %.1f%% (limit %.1f%%)%s", spec.name, target.name,
+                    100 * uncertainty, 100 * limit, "" if attempt else "; measuring again with more bursts")
+        if not attempt:
+            settings = target.measure
+            target = replace(target, measure=replace(settings, bursts=settings.max_bursts,
+                                                     max_bursts=2 * settings.max_bursts))
+    else:
+        raise NoisyDeviceError(
+            f"{target.name}: the device was too noisy to profile {spec.name}: its median latencies were uncertain "
+            f"by {100 * uncertainty:.1f}% (from the spread of their burst medians; [measure] max_table_uncertainty "
+            f"is {100 * limit:.1f}%), also with {max(t.bursts for t in timings)} bursts per network; no table "
+            "written. Stop other work on the device and profile again")
     fixed, block_tables, transitions = attribution.solve(
         observations[: len(uniform)], observations[len(uniform):], overhead.median_ms,
         [b.name for b in blocks], [b.full_width for b in blocks],
@@ -116,6 +145,7 @@ def measured_table(spec: ModelSpec, target: Target, measure: Measure, fingerprin
         method={
             **(method or {}),
             "networks_profiled": len(observations),
+            "median_uncertainty": uncertainty,
             "session_overhead_ms": overhead.median_ms,
             "uniform_e2e_ms": {f"{o.precisions[0]}@{sum(o.widths)}ch": o.e2e.median_ms
                                for o in observations[: len(uniform)]},

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..artifacts import MANIFEST_NAME, load_manifest
-from ..latency.calibrate import Calibration
+from ..latency.calibrate import PARTS, Calibration
 from ..latency.table import load_table
 from ..policy import Policy, load_policy
 from ..records import (
@@ -20,6 +20,7 @@ from ..records import (
     CompressConfig,
     CompressRunConfig,
     CompressSummary,
+    FinalLatency,
     Finalists,
     SearchRecord,
     Status,
@@ -45,8 +46,9 @@ class CompressRun:
         self.baseline = records.load(RunFiles.BASELINE, Baseline.load)
         self.candidates = records.candidates()
         self.search = records.load(RunFiles.SEARCH, SearchRecord.load)
-        finalists = records.load(RunFiles.FINALISTS, Finalists.load)
-        self.finalists = finalists.rows if finalists else []
+        self.loop = records.load(RunFiles.FINALISTS, Finalists.load)
+        self.finalists = self.loop.rows if self.loop else []
+        self.final = records.load(RunFiles.FINAL_LATENCY, FinalLatency.load)
         self.policy = records.load(RunFiles.POLICY, load_policy)
         self.summary = records.load(RunFiles.SUMMARY, CompressSummary.load)
         self.status = records.load(RunFiles.STATUS, Status.load)
@@ -69,11 +71,6 @@ class CompressRun:
     def budget_table_ms(self) -> float | None:
         """The budget in the search's (calibrated table) units."""
         return self.baseline.budget_table_ms if self.baseline else None
-
-    @property
-    def chosen_index(self) -> int | None:
-        """The evaluation the exported policy came from."""
-        return self.policy.notes.get("evaluation") if self.policy else None
 
     @property
     def drift(self) -> float | None:
@@ -265,7 +262,7 @@ def _policy_section(run: CompressRun) -> Html | None:
 def _timed_finalists(run: CompressRun) -> list[Timed]:
     if run.drift is None:
         return []
-    return [Timed(f"#{f.index}" + (" (chosen)" if f.index == run.chosen_index else ""),
+    return [Timed(f"#{f.index}" + (" (chosen)" if f.chosen else ""),
                   f.predicted_ms * run.drift, f.measured_ms,
                   f.measured_ms - f.spread_ms / 2, f.measured_ms + f.spread_ms / 2)
             for f in run.finalists]
@@ -282,12 +279,43 @@ def finalists_table(run: CompressRun) -> Html:
     """Every finalist: its proxy, prediction and measurement."""
     drift = run.drift or float("nan")
     return page.table(
-        ["evaluation", "proxy top-1", "predicted (table) ms", "predicted × drift ms", "measured ms",
+        ["round", "candidate", "proxy top-1", "predicted (table) ms", "predicted × drift ms", "measured ms",
          "IQR ms", "budget then (measured) ms", "meets budget", "chosen"],
-        [[f.index, pct(f.top1), f"{f.predicted_ms:.4f}", f"{f.predicted_ms * drift:.4f}",
+        [[f.round, f.index, pct(f.top1), f"{f.predicted_ms:.4f}", f"{f.predicted_ms * drift:.4f}",
           f"{f.measured_ms:.4f}", f"{f.spread_ms:.4f}", f"{f.budget_ms:.4f}",
-          "yes" if f.meets_budget else "no", "✓" if f.index == run.chosen_index else ""] for f in run.finalists],
-        [False, True, True, True, True, True, True, False, False])
+          "yes" if f.meets_budget else "no", "✓" if f.chosen else ""] for f in run.finalists],
+        [True, False, True, True, True, True, True, True, False, False])
+
+
+def _loop_section(run: CompressRun) -> Html | None:
+    """The closed loop on the budget, round by round, when it took more than one round."""
+    if not run.loop or len(run.loop.rounds) < 2:
+        return None
+    points = [plots.LoopPoint(f.round, f"#{f.index}", f.measured_ms / f.budget_ms, f.chosen) for f in run.finalists]
+    rounds = page.table(
+        ["round", "budget (table units) ms", "table correction (fp32 / int8 / boundaries)", "new evaluations",
+         "a finalist met the budget"],
+        [[r.round, f"{r.budget_table_ms:.4f}", " / ".join(f"{r.factors.get(k, 1.0):.3f}" for k in PARTS),
+          r.new_evaluations, "yes" if r.met else "no"] for r in run.loop.rounds],
+        [True, True, False, True, False])
+    return page.section("Closed loop on the budget", page.figure(
+        plots.loop_figure(points), "closed loop on the budget",
+        "Each round's finalists timed on the device interleaved with the uncompressed model, as a ratio to the "
+        "budget. After a round with no finalist under the budget, the table was corrected by every finalist "
+        "measured so far and the finalists chosen again (searching again when no recorded candidate fitted)."),
+        rounds)
+
+
+def _processes_section(run: CompressRun) -> Html | None:
+    """Every fresh process the exported engine was timed in, and the rule the verdict took from them."""
+    if not run.final or len(run.final.engine_rounds_ms) < 2:
+        return None
+    final = run.final
+    fast = final.fast or [True] * len(final.engine_rounds_ms)
+    return page.section("Final timing, process by process", page.figure(
+        plots.processes_figure(final.engine_rounds_ms, final.uncompressed_rounds_ms, fast), "final timing",
+        f"The exported engine and the uncompressed model, timed interleaved in each fresh process. The verdict "
+        f"takes the {final.rule or 'median over processes'}."))
 
 
 def _latency_section(run: CompressRun) -> Html | None:
@@ -363,7 +391,8 @@ def compress_report(records: RunRecords) -> str:
     """The HTML report of a compress run (complete or not)."""
     run = CompressRun(records)
     sections = [_result_section(run), _pareto_section(run), _policy_section(run), _latency_section(run),
-                _progress_section(run), _table_section(run), _artifacts_section(run)]
+                _loop_section(run), _processes_section(run), _progress_section(run), _table_section(run),
+                _artifacts_section(run)]
     model, target = (run.config.model, run.config.target) if run.config else ("?", "?")
     return page.document(f"hirelc compress: {model} on {target}", "run report, rebuilt from the run directory",
                          [*banners(run), header(run), *(s for s in sections if s is not None)])

@@ -350,3 +350,50 @@ def validation_figure(rows: Sequence[dict]) -> bytes:
         ax.fill_between(ends, ends * 0.95, ends * 1.05, color="#999999", alpha=0.15, label="±5% of predicted")
     return _predicted_vs_measured_png(fig, ax, "predicted latency, ms (table)",
                                       "measured latency, ms (bar: ± half the IQR of burst medians)")
+
+
+@dataclass(frozen=True)
+class LoopPoint:
+    """One finalist of the closed loop on the budget: its round and measured latency over the budget then."""
+
+    round: int
+    label: str
+    ratio: float
+    chosen: bool
+
+
+def loop_figure(points: Sequence[LoopPoint]) -> bytes:
+    """The closed loop on the budget: each round's finalists, measured latency relative to the budget."""
+    fig = new_figure(7.6, 4.2)
+    ax = fig.add_subplot()
+    for met in (True, False):
+        chosen = [p for p in points if (p.ratio <= 1.0) == met]
+        ax.scatter([p.round for p in chosen], [p.ratio for p in chosen], s=45, zorder=3,
+                   color="C2" if met else BUDGET_COLOUR, label="meets the budget" if met else "misses the budget")
+    for p in points:
+        ax.annotate(text(p.label + (" (exported)" if p.chosen else "")), (p.round, p.ratio), xytext=(7, -3),
+                    textcoords="offset points", fontsize=8)
+    ax.axhline(1.0, color=BUDGET_COLOUR, linestyle="--", linewidth=1.2, label="budget")
+    ax.set_xticks(sorted({p.round for p in points}))
+    ax.set_xlabel("closed-loop round (after round 0 the table is corrected by what was measured)")
+    ax.set_ylabel("measured latency / budget")
+    _legend_right(ax)
+    return to_png(fig)
+
+
+def processes_figure(engine_ms: Sequence[float], uncompressed_ms: Sequence[float], fast: Sequence[bool]) -> bytes:
+    """The exported engine and the uncompressed model in each fresh process, fast and slow states marked."""
+    fig = new_figure(7.6, 3.8)
+    ax = fig.add_subplot()
+    x = np.arange(1, len(engine_ms) + 1)
+    ax.plot(x, uncompressed_ms, "s-", color=PRECISION_COLOURS[Precision.FP32], label="uncompressed (FP32)")
+    ax.plot(x, engine_ms, "-", color="#999999", zorder=1)
+    for state, marker, label in ((True, "o", "engine, fast state"), (False, "X", "engine, slow state")):
+        chosen = [i for i, f in enumerate(fast) if f == state]
+        ax.scatter(x[chosen], [engine_ms[i] for i in chosen], marker=marker, s=55, zorder=3,
+                   color="C2" if state else BUDGET_COLOUR, label=label)
+    ax.set_xticks(x)
+    ax.set_xlabel("fresh process")
+    ax.set_ylabel("median latency, ms")
+    _legend_right(ax)
+    return to_png(fig)

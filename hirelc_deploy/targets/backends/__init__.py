@@ -58,6 +58,7 @@ class Backend(Protocol):
     name: str
     calibrates: bool  # whether compress corrects its table against engines timed now and times its finalists
     final_rounds: int  # measurements of the exported engine the verdict takes the median of
+    graph_format: str  # how variants are written; a table measured on graphs written otherwise is stale
 
     def unavailable(self) -> str | None:
         """Why this machine cannot measure on this runtime (None when it can)."""

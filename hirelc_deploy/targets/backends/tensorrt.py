@@ -55,6 +55,7 @@ class TensorRTBackend:
 
     name = "tensorrt"
     calibrates = False
+    graph_format = ""  # TensorRT's builder chooses the kernels and layouts of what it is given
     final_rounds = 1  # CUDA-event timing of the engine is not disturbed by the training that came before it
 
     def unavailable(self) -> str | None:
