@@ -32,8 +32,10 @@ Workflow (data flows one way: profile -> table -> search -> policy -> export -> 
   hirelc compress --model resnet56 --weights W.th --data ../shared/datasets/cifar10
       --target cpu-ort-1t --latency-budget 0.5x --strategy hirelc --evals 100
      Search a per-block width/precision policy under the budget (predicted by the
-     table), apply it for real, fine-tune, export and re-measure the engine. The run
-     directory holds every record and report.html (plots of the search and the result).
+     table), time the best few for real (closed loop: a miss corrects the table and
+     they are chosen again), apply the winner for real, fine-tune, export and
+     re-measure the engine in fresh processes. The run directory holds every record
+     and report.html (plots of the search, the loop and the result).
   hirelc compress --resume RUN_DIR     continue a run after a crash or kill -9
   hirelc report RUN_DIR                rebuild a run's report.html
 

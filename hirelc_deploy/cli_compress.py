@@ -43,7 +43,9 @@ def compress_cmd(
                                        "candidates."),
     test_per_class: Optional[int] = typer.Option(None, "--test-per-class", help="Test images per class for the "
                                                  "final top-1 (default: all)."),
-    finalists: int = typer.Option(3, "--finalists", help="Best policies timed for real before fine-tuning."),
+    finalists: int = typer.Option(3, "--finalists", help="Best policies timed for real before fine-tuning, per "
+                                  "round of the closed loop on the budget (up to 4 rounds, the table corrected by "
+                                  "what was measured, until one meets the budget on the device)."),
     seed: int = typer.Option(0, "--seed"),
     device: str = device_option(), loading: str = loading_option(), preprocess: str = preprocess_option(),
     resize: Optional[int] = resize_option(), workers: Optional[int] = workers_option(),

@@ -25,8 +25,10 @@ from hirelc_deploy.records import (
     CompressConfig,
     CompressRunConfig,
     CompressSummary,
+    FinalLatency,
     Finalist,
     Finalists,
+    LoopRound,
     ProfileRunConfig,
     SearchRecord,
     Status,
@@ -80,8 +82,13 @@ def make_compress_run(root: Path, strategies=("hirelc",), per_strategy: int = 8)
     chosen = feasible[0]
     SearchRecord(strategy, 0, per_strategy, per_strategy, budget_table_ms, 1.0, chosen.index,
                  chosen.to_dict()).save(root / "search.json")
-    Finalists([Finalist(r.index, r.widths, r.precisions, r.top1, r.predicted_ms, r.predicted_ms * drift * 1.03, 0.01,
-                        2.0, budget_table_ms * drift, True, r is chosen) for r in feasible]
+    # Two closed-loop rounds: the first finalist missed the budget, the next round's met it.
+    budget_ms = budget_table_ms * drift
+    rounds = [0, 1, 1][: len(feasible)]
+    Finalists([Finalist(r.index, r.widths, r.precisions, r.top1, r.predicted_ms, budget_ms * (1.08 - 0.1 * k), 0.01,
+                        2.0, budget_ms, k > 0, r is chosen, rounds[k]) for k, r in enumerate(feasible[::-1])],
+              [LoopRound(0, budget_table_ms, {}, 0, False),
+               LoopRound(1, budget_table_ms * 0.95, {"fp32": 1.0, "int8": 1.2, "boundaries": 1.0}, 4, True)]
               ).save(root / "finalists.json")
     policy = Policy.from_lists("random", "cpu-ort-1t", [b.name for b in table.blocks], chosen.widths, chosen.precisions,
                                predicted_latency_ms=chosen.predicted_ms,
@@ -107,6 +114,8 @@ def make_compress_run(root: Path, strategies=("hirelc",), per_strategy: int = 8)
         top1_after=0.79, test_images=123, top1_through="the exported model", bytes_before=1_000_000,
         bytes_after=300_000, proxy_top1=chosen.top1)
     summary.save(root / "summary.json")
+    FinalLatency(measured, 2.1, [measured * 0.97, measured, measured * 1.2], [2.0, 2.1, 2.2], 2.1 / measured,
+                 [True, True, False], "median of the 2 fast-state processes of 3", 2.0).save(root / "final_latency.json")
     return summary.to_dict()
 
 
@@ -147,8 +156,9 @@ def test_compress_report_is_one_self_contained_file(tmp_path):
     path = write_report(tmp_path)
     assert path == tmp_path / "report.html"
     html = path.read_text(encoding="utf-8")
-    assert [image.format for image in images(html)] == ["PNG"] * 5
-    assert html.count("<img ") == 5
+    assert [image.format for image in images(html)] == ["PNG"] * 7
+    assert html.count("<img ") == 7
+    assert "Closed loop on the budget" in html and "Final timing, process by process" in html
     assert_self_contained(html)
     assert "incomplete run" not in html
     assert not list(tmp_path.glob(".report.html.*"))
@@ -184,12 +194,12 @@ def test_record_strings_are_escaped(tmp_path):
     assert strategy not in html
     assert "&lt;img src=&quot;http://x&quot;&gt;&amp;co" in html
     assert_self_contained(html)
-    assert len(images(html)) == 5
+    assert len(images(html)) == 7
 
 
 def test_incomplete_run_renders_what_exists(tmp_path):
     make_compress_run(tmp_path)
-    for name in ("search.json", "finalists.json", "policy.json", "bench.json", "summary.json"):
+    for name in ("search.json", "finalists.json", "policy.json", "bench.json", "summary.json", "final_latency.json"):
         (tmp_path / name).unlink()
     for path in sorted((tmp_path / "artifacts").iterdir()):
         path.unlink()

@@ -108,11 +108,12 @@ def enter_nhwc(model: onnx.ModelProto, int8_prefixes: Sequence[str]) -> onnx.Mod
 
 
 def quantize_blocks(fp32_path: Path, out_path: Path, int8_prefixes: Sequence[str],
-                    calibration: Iterable[np.ndarray]) -> Path:
+                    calibration: Iterable[np.ndarray], nhwc_entry: bool = True) -> Path:
     """Write to ``out_path`` a copy of ``fp32_path`` whose blocks with the given ONNX prefixes run in INT8.
 
     ``calibration`` yields input batches (real training images for accuracy; any data for latency work,
     since kernel speed does not depend on the scales). With no prefixes the FP32 model is copied unchanged.
+    ``nhwc_entry=False`` writes the graph as earlier versions did (``tools/bench_int8_layout.py`` compares them).
     """
     fp32_path, out_path = Path(fp32_path), Path(out_path)
     if not int8_prefixes:
@@ -124,7 +125,9 @@ def quantize_blocks(fp32_path: Path, out_path: Path, int8_prefixes: Sequence[str
         # The quantizer logs every excluded node at INFO level; keep it quiet.
         logging.getLogger("root").setLevel(logging.WARNING)
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-        model = enter_nhwc(unshare_initializers(onnx.load(str(pre))), int8_prefixes)
+        model = unshare_initializers(onnx.load(str(pre)))
+        if nhwc_entry:
+            model = enter_nhwc(model, int8_prefixes)
         onnx.save(model, str(pre))
         exclude = BlockMapper(int8_prefixes).outside(n.name for n in model.graph.node)
         quantize_static(
