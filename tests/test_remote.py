@@ -185,8 +185,11 @@ def test_compress_through_an_agent_that_dies_resumes_with_every_timing_recorded(
     summary = json.loads(resumed.stdout)
     assert summary["latency_kind"] == "measured" and agent.url in json.loads(
         (run / "config.json").read_text())["measured_on"]
-    # After the restart the agent timed only what had not been recorded: the finalists, the benchmark and the
-    # two further rounds of the verdict; the table and the calibration came from the run directory.
+    # After the restart the agent timed only what had not been recorded: each round of finalists, the benchmark
+    # (the verdict's first process) and the verdict's further processes; the table and the calibration came from
+    # the run directory.
     after = agent.log.read_text()[len(before):]
-    assert "profile" not in after and len(re.findall(r"time \d+ model\(s\).*: done in", after)) == 4
+    rounds = len(json.loads((run / "finalists.json").read_text())["rounds"])
+    processes = len(json.loads((run / "final_latency.json").read_text())["engine_rounds_ms"])
+    assert "profile" not in after and len(re.findall(r"time \d+ model\(s\).*: done in", after)) == rounds + processes
     assert f"the hirelc-agent at {agent.url}" in json.loads((run / "bench.json").read_text())["measured_with"]

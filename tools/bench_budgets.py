@@ -36,7 +36,9 @@ from hirelc_deploy.verdict import NOISE, judge, measure_final
 CHECKPOINTS = {"resnet20": "resnet20-12fca82f.th", "resnet56": "resnet56-4bfd9763.th"}
 RUNS = ("resnet20@cpu-ort-1t=0.6x,0.45x,0.35x,0.28x;resnet56@cpu-ort-1t=0.6x,0.45x,0.35x,0.28x;"
         "resnet56@cpu-ort-b32=0.5x,0.35x")
-# Short on purpose: this benchmark is about latency verdicts; accuracy belongs to the frontier benchmark.
+# Short on purpose: this benchmark is about latency verdicts; accuracy belongs to the frontier benchmark. The
+# strategy is --strategy (default random: its proposals cost nothing next to the evaluations, where the hirelc
+# strategy's own computation took 8 of 9 minutes of a 30-evaluation ResNet-20 search here).
 SHORT = ["--evals", "30", "--finetune-images", "2000", "--finetune-epochs", "0.5", "--heldout-images", "500",
          "--test-per-class", "20", "--finalists", "3"]
 
@@ -51,18 +53,18 @@ def parse_runs(text: str) -> list[tuple[str, str, str]]:
     return runs
 
 
-def compress(model: str, target: str, budget: str, workdir: Path) -> dict:
+def compress(model: str, target: str, budget: str, strategy: str, workdir: Path) -> dict:
     """One compress run in a fresh process; its records, or its error line."""
     shared = shared_dir()
     run = workdir / f"{model}-{target}-{budget}"
     command = [sys.executable, "-m", "hirelc_deploy.cli", "-q", "compress", "--model", model,
                "--weights", str(shared / "models" / "cifar10-resnet" / CHECKPOINTS[model]),
                "--data", str(shared / "datasets" / "cifar10"), "--target", target, "--latency-budget", budget,
-               *SHORT, "--run-dir", str(run), "--json"]
+               "--strategy", strategy, *SHORT, "--run-dir", str(run), "--json"]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
-    row = {"model": model, "target": target, "budget": budget, "wall_s": time.perf_counter() - start,
-           "run_dir": str(run)}
+    row = {"model": model, "target": target, "budget": budget, "strategy": strategy,
+           "wall_s": time.perf_counter() - start, "run_dir": str(run)}
     finalists = run / "finalists.json"
     if finalists.is_file():
         loop = json.loads(finalists.read_text())
@@ -96,6 +98,7 @@ def remeasure(row: dict, processes: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default=RUNS, help="model@target=budget,budget;... (default: %(default)s)")
+    parser.add_argument("--strategy", default="random", help="the search strategy of every run")
     parser.add_argument("--remeasure", type=int, default=5, help="fresh processes of the independent re-measurement")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "tools" / "results" / "bench_budgets")
     parser.add_argument("--keep", action="store_true", help="keep (and skip) runs already in the output JSON")
@@ -110,7 +113,7 @@ def main() -> int:
         if (model, target, budget) in done:
             continue
         console.print(f"compress {model} on {target} at {budget} ...")
-        row = compress(model, target, budget, workdir)
+        row = compress(model, target, budget, args.strategy, workdir)
         if "error" not in row:
             row["remeasured"] = remeasure(row, args.remeasure)
             row["agrees"] = (row["budget_ratio"] <= 1 + NOISE) == (row["remeasured"]["ratio"] <= 1 + NOISE)
@@ -132,7 +135,7 @@ def main() -> int:
 
 
 def _cells(r: dict) -> list[str]:
-    name = f"{r['model']} {r['target']} {r['budget']}"
+    name = f"{r['model']} {r['target']} {r['budget']} ({r['strategy']})"
     if "error" in r:
         return [name, str(r.get("rounds", "-")), "-", r["error"], "-", "-", "-", f"{r['wall_s'] / 60:.1f}"]
     slow = r["processes"]["fast"].count(False)
