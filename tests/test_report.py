@@ -115,7 +115,8 @@ def make_compress_run(root: Path, strategies=("hirelc",), per_strategy: int = 8)
         bytes_after=300_000, proxy_top1=chosen.top1)
     summary.save(root / "summary.json")
     FinalLatency(measured, 2.1, [measured * 0.97, measured, measured * 1.2], [2.0, 2.1, 2.2], 2.1 / measured,
-                 [True, True, False], "median of the 2 fast-state processes of 3", 2.0).save(root / "final_latency.json")
+                 [True, True, False], "median of the 2 fast-state processes of 3", 2.0).save(
+        root / "final_latency.json")
     return summary.to_dict()
 
 
