@@ -1,9 +1,12 @@
 """The verdict on an exported engine: its latency over several fresh processes, and whether it meets the budget.
 
-Measured on a 2-core cloud VM (``tools/results/speed_states.json``): one fresh process's medians can sit 20-40%
-above the next one's, and not uniformly: the slow state slowed an INT8 engine by ~37% and its FP32 baseline by
-~20%, so even the ratio of two models timed interleaved in the same process moves with it. Taking the median over
-processes then judges the engine partly by how many processes happened to land in the slow state.
+Shared VMs run in speed states that come and go: on a 2-core AMD EPYC VM a slow state slowed an INT8 engine by
+~37% and its FP32 baseline by ~20% from one process to the next, so even the ratio of two models timed interleaved
+in one process moved with it. On the 2-core Xeon VM of issue 17 the same engine's process medians spread by 40%
+(``tools/results/bench_int8_layout.md``: ResNet-56 INT8 3.46-5.55 ms over 7 processes), burst medians within one
+process by more (FP32 ResNet-56 4.1-6.6 ms over 30 interleaved bursts, the INT8/FP32 ratio of neighbouring
+bursts 0.51-1.42), and the whole machine ran 30% faster for a while with nothing of ours running. A median over
+processes then judges the engine partly by how many processes happened to land in which state.
 
 The rule: each process times the engine interleaved with the uncompressed model; a process whose engine ran more
 than ``SLOW_BAND`` above the fastest process's ran in the slow state. The verdict is the median over the

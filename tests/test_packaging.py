@@ -65,8 +65,8 @@ def test_wheel_install_lists_shipped_targets_and_profiles_into_hirelc_home(tmp_p
     assert Path(listing["cpu-ort-1t"]["path"]).is_relative_to(venv)
 
     steady = noise_tolerant("cpu-ort-1t", tmp_path)
-    summary = json.loads(_run([hirelc, "-q", "profile", "--model", "resnet20", "--target", steady, "--json"],
-                              cwd=work, env=env).stdout)
+    summary = json.loads(_run([hirelc, "-q", "profile", "--model", "resnet20", "--target", steady, "--fractions",
+                               "0.5,1", "--json"], cwd=work, env=env).stdout)
     table = home / "tables" / "resnet20__cpu-ort-1t.json"
     assert Path(summary["table"]) == table
     stored = json.loads(table.read_text())

@@ -88,7 +88,7 @@ def close_the_loop(history: Sequence[Evaluation], space: SearchSpace, spec: Mode
         log.info("closed loop, round %d: %s", round_index, "; ".join(
             f"#{r.index} {r.measured_ms:.4f} ms vs budget {r.budget_ms:.4f} ms" for r in timed))
         if met:
-            chosen = max(met, key=lambda r: (r.top1, -r.measured_ms))
+            chosen = met[0]  # the picks, and so the rows, are in order of their proxy score, best first
             return (next(e for e in pool if e.index == chosen.index),
                     Finalists([replace(r, chosen=r is chosen) for r in rows], rounds))
         current, factors, table_budget = _corrected(space, rows, budget)

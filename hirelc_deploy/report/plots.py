@@ -367,8 +367,8 @@ def loop_figure(points: Sequence[LoopPoint]) -> bytes:
     fig = new_figure(7.6, 4.2)
     ax = fig.add_subplot()
     for met in (True, False):
-        chosen = [p for p in points if (p.ratio <= 1.0) == met]
-        ax.scatter([p.round for p in chosen], [p.ratio for p in chosen], s=45, zorder=3,
+        group = [p for p in points if (p.ratio <= 1.0) == met]
+        ax.scatter([p.round for p in group], [p.ratio for p in group], s=45, zorder=3,
                    color="C2" if met else BUDGET_COLOUR, label="meets the budget" if met else "misses the budget")
     for p in points:
         ax.annotate(text(p.label + (" (exported)" if p.chosen else "")), (p.round, p.ratio), xytext=(7, -3),
@@ -389,8 +389,8 @@ def processes_figure(engine_ms: Sequence[float], uncompressed_ms: Sequence[float
     ax.plot(x, uncompressed_ms, "s-", color=PRECISION_COLOURS[Precision.FP32], label="uncompressed (FP32)")
     ax.plot(x, engine_ms, "-", color="#999999", zorder=1)
     for state, marker, label in ((True, "o", "engine, fast state"), (False, "X", "engine, slow state")):
-        chosen = [i for i, f in enumerate(fast) if f == state]
-        ax.scatter(x[chosen], [engine_ms[i] for i in chosen], marker=marker, s=55, zorder=3,
+        group = [i for i, f in enumerate(fast) if f == state]
+        ax.scatter(x[group], [engine_ms[i] for i in group], marker=marker, s=55, zorder=3,
                    color="C2" if state else BUDGET_COLOUR, label=label)
     ax.set_xticks(x)
     ax.set_xlabel("fresh process")
