@@ -58,7 +58,7 @@ QUICK = TINY_TARGET.replace('name = "tiny-cpu"', 'name = "quick-cpu"').replace(
 COMPRESS_SHAPE = [3, 32, 32]
 # At width 8 the concat net's time is all per-run overhead (8 and 16 channels measure the same), so narrowing its
 # branches saves ~5%, inside the table's noise at a 0.9x budget; at 32 the branches' convolutions dominate.
-MODEL_ARGS = {"concat": {"width": 32}}
+MODEL_ARGS = {"concat": {"width": 32}, "vgg": {"width": 32}}
 
 
 @pytest.mark.slow
