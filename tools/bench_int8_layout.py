@@ -90,29 +90,29 @@ def main() -> int:
     atomic_write_json(args.out.with_suffix(".json"), report)
     atomic_write_text(args.out.with_suffix(".md"), markdown(report))
     table = Table(title=f"INT8 layout on {target.name}, {args.processes} fresh processes")
-    for column in ("model", "Transposes before", "after", "after/before median [min-max]", "x FP32 before",
-                   "x FP32 after", "slow-state processes (after)"):
+    for column in ("model", "Transposes before", "after", "QLinearConv before / after", "after/before median "
+                   "[min-max]", "x FP32 before", "x FP32 after", "slow-state processes (after)"):
         table.add_column(column, justify="right")
     for model, m in report["models"].items():
-        r = m["after_over_before"]
-        table.add_row(model, str(m["transposes"]["before"]), str(m["transposes"]["after"]),
-                      f"{r['median']:.3f} [{r['min']:.3f}-{r['max']:.3f}]", f"{m['speedup_vs_fp32']['before']:.2f}",
-                      f"{m['speedup_vs_fp32']['after']:.2f}", str(m["fast_state"]["after"].count(False)))
+        table.add_row(*_cells(model, m), str(m["fast_state"]["after"].count(False)))
     console.print(table)
     console.print(f"wrote {args.out.with_suffix('.json')} and .md")
     return 0
+
+
+def _cells(model: str, m: dict) -> list[str]:
+    r = m["after_over_before"]
+    return [model, str(m["transposes"]["before"]), str(m["transposes"]["after"]),
+            f"{m['qlinearconv']['before']} / {m['qlinearconv']['after']}",
+            f"{r['median']:.3f} [{r['min']:.3f}-{r['max']:.3f}]", f"{m['speedup_vs_fp32']['before']:.2f}x",
+            f"{m['speedup_vs_fp32']['after']:.2f}x"]
 
 
 def markdown(report: dict) -> str:
     lines = [f"# INT8 residual streams in NHWC: {report['target']}, {report['processes']} fresh processes", "",
              "| model | Transposes before | after | QLinearConv before / after | after/before median [min-max] "
              "| speedup vs FP32 before | after |", "|---|---|---|---|---|---|---|"]
-    for model, m in report["models"].items():
-        r = m["after_over_before"]
-        lines.append(f"| {model} | {m['transposes']['before']} | {m['transposes']['after']} | "
-                     f"{m['qlinearconv']['before']} / {m['qlinearconv']['after']} | "
-                     f"{r['median']:.3f} [{r['min']:.3f}-{r['max']:.3f}] | "
-                     f"{m['speedup_vs_fp32']['before']:.2f}x | {m['speedup_vs_fp32']['after']:.2f}x |")
+    lines += ["| " + " | ".join(_cells(model, m)) + " |" for model, m in report["models"].items()]
     lines += ["", "Each process's medians (ms), interleaved before / after / FP32:", ""]
     for model, m in report["models"].items():
         lines.append(f"- {model}: " + "; ".join(" / ".join(f"{r[n]:.3f}" for n in VARIANTS)

@@ -33,9 +33,9 @@ from rich.table import Table
 from hirelc_deploy.apply import DistillConfig
 from hirelc_deploy.budget import parse_budget
 from hirelc_deploy.data import Normalize, load_images, open_dataset
-from hirelc_deploy.jobs.compress import calibrated_space
+from hirelc_deploy.jobs.compress import calibrated_space, final_latency
 from hirelc_deploy.jobs.finalists import BudgetNotMet, close_the_loop
-from hirelc_deploy.verdict import judge, measure_final
+from hirelc_deploy.verdict import judge
 from hirelc_deploy.jobs.profile import ensure_table
 from hirelc_deploy.models import get_model_spec
 from hirelc_deploy.pipeline import DataConfig, export_policy, load_model, prepare_data, sensitivity_of
@@ -165,9 +165,7 @@ def _strategy_row(outcomes, space, spec, target, budget, teacher, data, data_con
         export_policy(teacher, spec, policy, target, data, data_config, DistillConfig(epochs=args.finetune_epochs),
                       artifacts, table.fingerprint, sensitivity, "fisher")
         result = backend.bench_export(artifacts, target, test, Normalize(spec.mean, spec.std))
-        latency = measure_final(lambda: backend.time_export(artifacts, target),
-                                (result.latency_ms["median_ms"], result.baseline_latency_ms["median_ms"]),
-                                backend.final_rounds)
+        latency = final_latency(backend, artifacts, target, result, backend.final_rounds)
     budget_ms, ratio, text = judge(budget, latency)
     return {
         **seeds, "finalists": finalists.to_dict(), "exported_proxy_top1": chosen.result.top1,

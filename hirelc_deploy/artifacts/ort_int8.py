@@ -83,14 +83,14 @@ def enter_nhwc(model: onnx.ModelProto, int8_prefixes: Sequence[str]) -> onnx.Mod
     graph = model.graph
     int8 = BlockMapper(int8_prefixes)
     producer = {out: node for node in graph.node for out in node.output}
-    channels = {v.name: v.type.tensor_type.shape.dim for v in graph.value_info}
+    shapes = {v.name: v.type.tensor_type.shape.dim for v in graph.value_info}
     nodes = list(graph.node)
     for prefix in int8_prefixes:
         members = [n for n in nodes if int8.block_of(n.name) == prefix]
         reads = collections.Counter(i for n in members for i in n.input
                                     if i in producer and int8.block_of(producer[i].name) is None)
         for tensor, count in reads.items():
-            dims = channels.get(tensor)
+            dims = shapes.get(tensor)
             if count < 2 or dims is None or len(dims) != 4 or not dims[1].dim_value:
                 continue
             width = dims[1].dim_value

@@ -108,26 +108,26 @@ def measured_table(spec: ModelSpec, target: Target, measure: Measure, fingerprin
     blocks = spec.blocks()
     uniform, mixed, isolated = profiling_configs(spec, target, fractions)
     profiled = len(uniform) + len(mixed)
-    limit = target.measure.max_table_uncertainty
-    for attempt in range(2):
+    def measured(target: Target) -> tuple[Measured, float]:
         with tempfile.TemporaryDirectory() as tmp:
-            timings, observations, overhead = measure(spec, target, uniform + mixed + isolated, Path(tmp),
-                                                      progress, profiled=profiled)
-        uncertainty = median_uncertainty(timings)
-        if uncertainty <= limit:
-            break
-        log.warning("profile of %s on %s: medians uncertain by %.1f%% (limit %.1f%%)%s", spec.name, target.name,
-                    100 * uncertainty, 100 * limit, "" if attempt else "; measuring again with more bursts")
-        if not attempt:
-            settings = target.measure
-            target = replace(target, measure=replace(settings, bursts=settings.max_bursts,
-                                                     max_bursts=2 * settings.max_bursts))
-    else:
-        raise NoisyDeviceError(
-            f"{target.name}: the device was too noisy to profile {spec.name}: its median latencies were uncertain "
-            f"by {100 * uncertainty:.1f}% (from the spread of their burst medians; [measure] max_table_uncertainty "
-            f"is {100 * limit:.1f}%), also with {max(t.bursts for t in timings)} bursts per network; no table "
-            "written. Stop other work on the device and profile again")
+            found = Measured(*measure(spec, target, uniform + mixed + isolated, Path(tmp), progress,
+                                      profiled=profiled))
+        return found, median_uncertainty(found.timings)
+
+    limit = target.measure.max_table_uncertainty
+    (timings, observations, overhead), uncertainty = measured(target)
+    if uncertainty > limit:
+        log.warning("profile of %s on %s: medians uncertain by %.1f%% (limit %.1f%%); measuring again with more "
+                    "bursts", spec.name, target.name, 100 * uncertainty, 100 * limit)
+        settings = target.measure
+        (timings, observations, overhead), uncertainty = measured(replace(target, measure=replace(
+            settings, bursts=settings.max_bursts, max_bursts=2 * settings.max_bursts)))
+        if uncertainty > limit:
+            raise NoisyDeviceError(
+                f"{target.name}: the device was too noisy to profile {spec.name}: its median latencies were "
+                f"uncertain by {100 * uncertainty:.1f}% (from the spread of their burst medians; [measure] "
+                f"max_table_uncertainty is {100 * limit:.1f}%), also with {max(t.bursts for t in timings)} bursts "
+                "per network; no table written. Stop other work on the device and profile again")
     fixed, block_tables, transitions = attribution.solve(
         observations[: len(uniform)], observations[len(uniform):], overhead.median_ms,
         [b.name for b in blocks], [b.full_width for b in blocks],
