@@ -12,9 +12,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .cli_common import (MODEL_HELP, console, device_option, emit, input_shape_option, json_option,
-                         loading_option, model_arg_option, model_ref, norm_option, preprocess_option, reporter_bars,
-                         resize_option, skip_bad_option, state, workers_option)
+from .cli_common import (MODEL_HELP, console, device_option, emit, finetune_epochs_option, finetune_minutes_option,
+                         input_shape_option, json_option, loading_option, model_arg_option, model_ref, norm_option,
+                         preprocess_option, qat_option, reporter_bars, resize_option, skip_bad_option, state,
+                         workers_option)
 from .cli_compress import compress_cmd
 from .cli_models import inspect_cmd, models_cmd
 from .cli_output import print_engine_export, print_validation
@@ -260,8 +261,10 @@ def export_cmd(
     target: str = typer.Option(..., "--target", "-t", help="Target name or .toml path."),
     policy_path: Path = typer.Option(..., "--policy", "-p", help="Policy JSON (from `hirelc plan` or a search)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (model.onnx, baseline_fp32.onnx, manifest)."),
-    finetune_epochs: float = typer.Option(1.0, "--finetune-epochs", min=0.0, help="Distillation epochs (0 = none)."),
+    finetune_epochs: str = finetune_epochs_option(),
     finetune_images: int = typer.Option(10_000, "--finetune-images", min=1, help="Training images used."),
+    finetune_minutes: Optional[float] = finetune_minutes_option(),
+    qat: bool = qat_option(),
     lr: float = typer.Option(0.01, "--lr", help="Fine-tuning learning rate (cosine schedule)."),
     criterion: str = typer.Option("fisher", "--criterion", help="Channel importance: fisher or l1."),
     table_path: Optional[Path] = typer.Option(None, "--table", help="Latency table (default: the stored one)."),
@@ -288,7 +291,7 @@ def export_cmd(
 
     with reporter_bars() as reporter:
         manifest = export(model_ref(model, model_args, input_shape, mean, std), weights, data, target, policy_path,
-                          out, finetune_epochs=finetune_epochs,
+                          out, finetune_epochs=finetune_epochs, finetune_minutes=finetune_minutes, qat=qat,
                           finetune_images=finetune_images, lr=lr, criterion=criterion, table=table_path,
                           sparse_2_4=sparse, seed=seed, reporter=reporter,
                           data_options=DataOptions(device, loading, preprocess, resize, workers, skip_bad))

@@ -114,6 +114,25 @@ def skip_bad_option():
                         "result, instead of stopping at the first (named).")
 
 
+def finetune_epochs_option():
+    """``--finetune-epochs N|auto`` (text: ``apply.parse_epochs`` reads it, with a one-line error)."""
+    return typer.Option("1", "--finetune-epochs", help="Distillation epochs (0 = none), or auto: 1 to 8, more the "
+                        "more of the parameters the policy removes and the more blocks it runs in INT8.")
+
+
+def finetune_minutes_option():
+    """``--finetune-minutes M``: the fine-tune's wall-time cap."""
+    return typer.Option(None, "--finetune-minutes", help="Cap the fine-tune's wall time: the time per step is "
+                        "measured over the first steps, and the step count (with its cosine schedule) cut to fit. "
+                        "Default: no cap.")
+
+
+def qat_option():
+    """``--qat/--no-qat``: quantization-aware fine-tuning of the INT8 blocks."""
+    return typer.Option(True, "--qat/--no-qat", help="Fine-tune the INT8 blocks with ONNX Runtime's INT8 simulated "
+                        "(BN-folded per-channel INT8 weights, UINT8 activations; ONNX Runtime targets). --no-qat: "
+                        "plain FP32 fine-tuning.")
+
 
 MODEL_HELP = ("A zoo model (see `hirelc models`), or your own: path/to/file.py:factory or package.module:factory "
               "(a callable returning an nn.Module; blocks are found automatically, see `hirelc inspect`).")

@@ -8,9 +8,10 @@ from typing import Optional
 
 import typer
 
-from .cli_common import (MODEL_HELP, console, device_option, emit, input_shape_option, json_option, loading_option,
-                         model_arg_option, model_fields, norm_option, preprocess_option, reporter_bars, resize_option,
-                         skip_bad_option, state, workers_option)
+from .cli_common import (MODEL_HELP, console, device_option, emit, finetune_epochs_option, finetune_minutes_option,
+                         input_shape_option, json_option, loading_option, model_arg_option, model_fields, norm_option,
+                         preprocess_option, qat_option, reporter_bars, resize_option, skip_bad_option, state,
+                         workers_option)
 from .cli_output import print_summary
 from .errors import InputError
 from .records import DataOptions
@@ -37,8 +38,10 @@ def compress_cmd(
     strategy: str = typer.Option("hirelc", "--strategy", "-s", help="hirelc, amc, rl-pruner, two-stage, "
                                  "fisher-greedy, uniform or random."),
     evals: int = typer.Option(100, "--evals", help="Real candidate evaluations the search may spend."),
-    finetune_epochs: float = typer.Option(1.0, "--finetune-epochs", help="Distillation epochs (0 = none)."),
+    finetune_epochs: str = finetune_epochs_option(),
     finetune_images: int = typer.Option(10_000, "--finetune-images", help="Training images for fine-tuning."),
+    finetune_minutes: Optional[float] = finetune_minutes_option(),
+    qat: bool = qat_option(),
     heldout_images: int = typer.Option(1_000, "--heldout-images", help="Held-out train images that score "
                                        "candidates."),
     test_per_class: Optional[int] = typer.Option(None, "--test-per-class", help="Test images per class for the "
@@ -46,6 +49,9 @@ def compress_cmd(
     finalists: int = typer.Option(3, "--finalists", help="Best policies timed for real before fine-tuning, per "
                                   "round of the closed loop on the budget (up to 4 rounds, the table corrected by "
                                   "what was measured, until one meets the budget on the device)."),
+    finalist_images: int = typer.Option(5_000, "--finalist-images", help="When several finalists meet the budget "
+                                        "on the device, each is distilled on this many training images and the "
+                                        "best after distillation is exported (0: the best by the proxy)."),
     seed: int = typer.Option(0, "--seed"),
     device: str = device_option(), loading: str = loading_option(), preprocess: str = preprocess_option(),
     resize: Optional[int] = resize_option(), workers: Optional[int] = workers_option(),
@@ -70,11 +76,13 @@ def compress_cmd(
           --data ../shared/datasets/cifar10 --target cpu-ort-1t --latency-budget 0.5x --evals 100 --run-dir runs/r56
       hirelc compress --resume runs/r56      # after a crash or kill -9
     """
+    from .apply import parse_epochs
     from .jobs import compress as library
 
-    options = {"strategy": strategy, "evals": evals, "finetune_epochs": finetune_epochs,
-               "finetune_images": finetune_images, "heldout_images": heldout_images, "test_per_class": test_per_class,
-               "finalists": finalists, "seed": seed, "table": table_path,
+    options = {"strategy": strategy, "evals": evals, "finetune_epochs": parse_epochs(finetune_epochs),
+               "finetune_images": finetune_images, "finetune_minutes": finetune_minutes, "qat": qat,
+               "heldout_images": heldout_images, "test_per_class": test_per_class,
+               "finalists": finalists, "finalist_images": finalist_images, "seed": seed, "table": table_path,
                "data_options": DataOptions(device, loading, preprocess, resize, workers, skip_bad),
                **model_fields(model_args, input_shape, mean, std)}
     required = {"model": model, "weights": weights, "data": data, "target": target, "latency_budget": latency_budget}

@@ -4,8 +4,9 @@ target's backend."""
 from __future__ import annotations
 
 import copy
+import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -13,7 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .apply import DistillConfig, distill, make_permanent, prune_to_widths, recalibrate_batchnorm, sparsify
+from .apply import (AUTO, DistillConfig, auto_epochs, distill, make_permanent, prune_to_widths,
+                    recalibrate_batchnorm, sparsify)
+from .apply.fake_quant import fake_quantized
 from .compute import device_of, resolve_device
 from .data import (BadImages, Images, Normalize, Preprocess, check_classes, check_same_classes, open_dataset,
                    read_images, resolve_preprocess, stratified_split)
@@ -25,10 +28,13 @@ from .models import ModelSpec, as_spec, load_weights
 from .models.shrink import check_widths
 from .records import DataOptions, ModelRef
 from .policy import Policy
+from .precision import Precision
 from .progress import Reporter, SilentReporter
 from .search import nearest_widths, plan_policy
 from .sensitivity import Sensitivity, compute_sensitivity
 from .targets import Target, backend_of
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -168,23 +174,84 @@ def check_policy(spec: ModelSpec, policy: Policy, target: Target) -> None:
         raise InputError(f"--policy: {exc}") from None
 
 
+@dataclass(frozen=True)
+class FinetunePlan:
+    """How many epochs the final fine-tune runs: what was asked (a number or ``auto``), what it resolved to, and
+    why."""
+
+    requested: float | str
+    epochs: float
+    reason: str
+
+
+def _parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def plan_finetune(spec: ModelSpec, policy: Policy, epochs: float | str) -> FinetunePlan:
+    """``epochs`` resolved for ``policy``: a number as it is; ``auto`` by ``apply.auto_epochs`` from the fraction
+    of parameters the policy removes (the uncompressed model against the model shrunk to the policy's widths,
+    counted on fresh builds, so it is known before any data is read) and the fraction of blocks it runs in INT8."""
+    if epochs != AUTO:
+        return FinetunePlan(float(epochs), float(epochs), "given")
+    removed = 1.0 - _parameters(spec.build(policy.widths)) / max(1, _parameters(spec.build()))
+    int8 = sum(b.width > 0 and b.precision == Precision.INT8 for b in policy.blocks) / max(1, len(policy.blocks))
+    chosen = auto_epochs(removed, int8)
+    return FinetunePlan(AUTO, float(chosen), f"auto: {removed:.0%} of the parameters removed and {int8:.0%} of the "
+                        f"blocks INT8 -> ceil(8 x {removed:.2f} + 2 x {int8:.2f}) within 1..8 = {chosen}")
+
+
 def apply_policy(teacher: nn.Module, spec: ModelSpec, policy: Policy, data: PreparedData, config: DataConfig,
                  distill_config: DistillConfig, sensitivity: Sensitivity | None, criterion: str,
-                 progress: Progress | None = None, sparse_blocks: Sequence[str] = ()) -> tuple[nn.Module, list[str]]:
-    """A physically pruned, BatchNorm-recalibrated and distillation-fine-tuned copy of ``teacher``, and the
-    convolutions given the 2:4 pattern (those of ``sparse_blocks``, held through fine-tuning)."""
+                 progress: Progress | None = None, sparse_blocks: Sequence[str] = ()
+                 ) -> tuple[nn.Module, list[str], dict]:
+    """A physically pruned, BatchNorm-recalibrated and distillation-fine-tuned copy of ``teacher``, the
+    convolutions given the 2:4 pattern (those of ``sparse_blocks``, held through fine-tuning), and what the
+    fine-tune did (epochs chosen and why, steps planned and run, the time cap and whether it bit, the fake
+    quantization of the INT8 blocks), as the manifest records it."""
     note = progress or (lambda *_: None)
+    plan = plan_finetune(spec, policy, distill_config.epochs)
     student = copy.deepcopy(teacher)
     prune_to_widths(student, spec.blocks(), policy.widths, (1, *spec.input_shape), sensitivity, criterion)
     sparse_layers = sparsify(student, [m for b in spec.blocks() if b.name in sparse_blocks for m in b.modules])
     recalibrate_batchnorm(student, (x for x, _ in data.train_batches(augment=True, seed=config.seed)),
                           config.bn_images)
     steps = max(1, len(data.train) // config.batch_size)
-    distill(student, teacher,
-            lambda: data.train_batches(shuffle=True, augment=True, seed=config.seed, batch_size=config.batch_size),
-            steps, distill_config, on_step=lambda loss: note("fine-tuning", config.batch_size))
+    cap = f", capped at {distill_config.max_minutes:g} min" if distill_config.max_minutes is not None else ""
+    log.info("fine-tuning: %g epoch(s) of %d steps (%s)%s", plan.epochs, steps, plan.reason, cap)
+    int8_blocks = [b for b, choice in zip(spec.blocks(), policy.blocks)
+                   if choice.precision == Precision.INT8 and choice.width > 0]
+    qat = distill_config.fake_quant and plan.epochs > 0 and bool(int8_blocks)
+    with fake_quantized(student, int8_blocks if qat else []) as simulated:
+        run = distill(student, teacher,
+                      lambda: data.train_batches(shuffle=True, augment=True, seed=config.seed,
+                                                 batch_size=config.batch_size),
+                      steps, replace(distill_config, epochs=plan.epochs),
+                      on_step=lambda loss: note("fine-tuning", config.batch_size))
+    log.info("fine-tuning ran %d of %d planned steps%s%s", run.steps, run.steps_planned,
+             f" ({run.seconds_per_step:.3g} s/step measured)" if run.seconds_per_step is not None else "",
+             (": the time cap cut the schedule" if run.capped else ": within the time cap") if cap else "")
+    if qat:
+        log.info("quantization-aware fine-tuning: %s", simulated.summary())
     make_permanent(student)
-    return student, sparse_layers
+    why_not = ("the policy has no INT8 blocks" if not int8_blocks else "no fine-tuning" if plan.epochs <= 0
+               else "switched off (--no-qat, or a runtime whose INT8 it does not simulate)")
+    record = {"epochs_chosen": plan.epochs, "epochs_reason": plan.reason, **run.to_dict(),
+              "qat": simulated.to_dict() if qat else {"enabled": False, "why": why_not}}
+    return student, sparse_layers, record
+
+
+def finetune_note(finetune: dict) -> str:
+    """One line on what the final fine-tune did (the manifest's ``finetune`` record): epochs and why, the steps
+    run, the time cap and whether it bit, and the quantization-aware training."""
+    cap = finetune.get("max_minutes")
+    capped = (f"; capped at {cap:g} min: {'cut' if finetune.get('capped') else 'not reached'}"
+              if cap is not None else "")
+    qat = finetune.get("qat", {})
+    qat_text = (f"QAT on {len(qat.get('blocks', []))} INT8 block(s)" if qat.get("enabled")
+                else f"no QAT ({qat.get('why', 'off')})")
+    return (f"fine-tuning: {finetune.get('epochs_chosen'):g} epoch(s) ({finetune.get('epochs_reason')}), "
+            f"{finetune.get('steps')} of {finetune.get('steps_planned')} steps{capped}; {qat_text}")
 
 
 def finetune_image_count(data: PreparedData, config: DataConfig, epochs: float) -> int:
@@ -211,12 +278,14 @@ def export_policy(teacher: nn.Module, spec: ModelSpec, policy: Policy, target: T
     target's backend (ONNX with ONNX Runtime INT8; the TensorRT-bound graph and, where possible, its engine)."""
     check_policy(spec, policy, target)
     check_sparse_blocks(spec, policy, target, sparse_blocks)
-    student, sparse_layers = apply_policy(teacher, spec, policy, data, config, distill_config, sensitivity,
-                                          criterion, progress, sparse_blocks)
+    if not backend_of(target).fake_quant_int8:
+        distill_config = replace(distill_config, fake_quant=False)
+    student, sparse_layers, tuned = apply_policy(teacher, spec, policy, data, config, distill_config, sensitivity,
+                                                 criterion, progress, sparse_blocks)
     shape = (target.batch_size, *spec.input_shape)
     calibration = static_batches(data.train, data, target.batch_size, config.calibration_images)
     checks = static_batches(data.heldout, data, target.batch_size, max(64, target.batch_size))
-    finetune = {**asdict(distill_config), "train_images": len(data.train), "criterion": criterion,
+    finetune = {**asdict(distill_config), **tuned, "train_images": len(data.train), "criterion": criterion,
                 "seed": config.seed}
     if device_of(student).type != "cpu":  # graphs are exported and checked from the CPU
         student, teacher = student.cpu(), copy.deepcopy(teacher).cpu()

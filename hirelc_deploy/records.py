@@ -172,11 +172,14 @@ class CompressConfig:
     latency_budget: str
     strategy: str = "hirelc"
     evals: int = 100
-    finetune_epochs: float = 1.0
+    finetune_epochs: float | str = 1.0  # a number, or "auto" (``pipeline.plan_finetune``)
     finetune_images: int = 10_000
+    finetune_minutes: float | None = None  # wall-time cap of the fine-tune (None: no cap)
+    qat: bool = True  # quantization-aware fine-tuning of the INT8 blocks
     heldout_images: int = 1_000
     test_per_class: int | None = None  # test images per class for top-1 before/after (None = the whole split)
     finalists: int = 3
+    finalist_images: int = 5_000  # each finalist that met the budget is distilled on these before choosing; 0: not
     seed: int = 0
     table: str | None = None
     model_args: dict = dataclasses.field(default_factory=dict)
@@ -207,7 +210,7 @@ class CompressRunConfig(Record):
     command: str = "compress"
     data: dict = dataclasses.field(default_factory=dict)  # pipeline.DataPlan: splits, loading, recipe, device
     measured_on: str = ""  # where every latency of the run was measured (Backend.measured_on)
-    schema_version: int = 2
+    schema_version: int = 3  # 3: finetune_epochs may be "auto", finetune_minutes, qat, finalist_images
 
 
 @dataclass(frozen=True)
@@ -287,7 +290,11 @@ class SearchRecord(Record):
     seconds: float
     best_index: int
     best: dict
-    schema_version: int = 1
+    # Where the search's time went: candidate evaluations (a cached one at what it cost when first run) and
+    # the strategy's own computation (the search's wall time less the evaluations it ran).
+    evaluation_seconds: float
+    strategy_seconds: float
+    schema_version: int = 2
 
 
 @dataclass(frozen=True)
@@ -306,6 +313,7 @@ class Finalist:
     meets_budget: bool
     chosen: bool = False
     round: int = 0  # the closed-loop round that timed it
+    distilled_top1: float | None = None  # held-out top-1 after the finalists' short distillation (``jobs/rerank.py``)
 
 
 @dataclass(frozen=True)
@@ -327,7 +335,10 @@ class Finalists(Record):
     what: ClassVar[str] = "finalists record"
     rows: list[Finalist]
     rounds: list[LoopRound] = dataclasses.field(default_factory=list)
-    schema_version: int = 3
+    # Rank correlation of the proxy and the distilled scores over the finalists that met the budget (None when
+    # fewer than two did, or they were not distilled).
+    spearman: float | None = None
+    schema_version: int = 4
 
     @property
     def chosen(self) -> Finalist:

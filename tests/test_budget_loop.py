@@ -12,6 +12,7 @@ import pytest
 from hirelc_agent.timing import Timing
 from hirelc_deploy.budget import parse_budget
 from hirelc_deploy.jobs.finalists import MAX_ROUNDS, BudgetNotMet, close_the_loop
+from hirelc_deploy.jobs.rerank import spearman
 from hirelc_deploy.precision import Precision
 from hirelc_deploy.search import SearchSpace
 from hirelc_deploy.search.context import Evaluation
@@ -86,6 +87,51 @@ def test_the_loop_corrects_an_optimistic_table_until_a_finalist_meets_the_budget
     timed = [(tuple(r.widths), tuple(r.precisions)) for r in finalists.rows]
     assert len(timed) == len(set(timed)) == sum(device.timed)
     assert finalists.chosen.top1 == max(r.top1 for r in finalists.rows if r.meets_budget)
+
+
+def test_finalists_that_meet_the_budget_are_chosen_by_their_distilled_score(optimistic):
+    """Every finalist fits a generous budget; distillation reverses their proxy order, so the proxy's last is
+    exported and the rank correlation is -1."""
+    space, truth, rows, spec = optimistic
+    table_budget = 0.99 * space.uncompressed_ms
+    history = [e for e in _evaluations(space, truth, rows) if truth.latency(np.array(e.options)[None])[0]
+               <= 0.99 * truth.uncompressed_ms]
+    asked = []
+
+    def rank(met):
+        asked.append([e.index for e in met])
+        return [EvalResult(0.5 + 0.1 * k, 0.5, 0.1, 1.0) for k in range(len(met))]
+
+    chosen, finalists = close_the_loop(history, space, spec, None, parse_budget("0.99x"), table_budget, 3,
+                                       Device(truth), lambda *_: pytest.fail("no search needed"), rank)
+    proxy_order = [r.index for r in finalists.rows]
+    assert asked == [proxy_order] and len(proxy_order) == 3
+    assert chosen.index == proxy_order[-1] == finalists.chosen.index
+    assert [r.distilled_top1 for r in finalists.rows] == pytest.approx([0.5, 0.6, 0.7])
+    assert finalists.spearman == pytest.approx(-1.0)
+
+
+def test_a_single_finalist_that_meets_the_budget_is_not_distilled(optimistic):
+    space, truth, rows, spec = optimistic
+    history = [e for e in _evaluations(space, truth, rows) if truth.latency(np.array(e.options)[None])[0]
+               <= 0.99 * truth.uncompressed_ms]
+    chosen, finalists = close_the_loop(history, space, spec, None, parse_budget("0.99x"), 0.99 * space.uncompressed_ms, 1,
+                                       Device(truth), lambda *_: pytest.fail("no search needed"),
+                                       lambda met: pytest.fail("one finalist: nothing to rank"))
+    assert finalists.spearman is None and finalists.rows[0].distilled_top1 is None and finalists.chosen.chosen
+
+
+@pytest.mark.parametrize("first, second, expected", [
+    ([1, 2, 3, 4], [10, 20, 30, 40], 1.0),
+    ([1, 2, 3, 4], [4, 3, 2, 1], -1.0),
+    ([1, 2, 3, 4], [1, 3, 2, 4], 0.8),  # 1 - 6 * (0 + 1 + 1 + 0) / (4 * 15)
+    ([1, 1, 2], [1, 2, 3], 0.8660254),  # ranks (0.5, 0.5, 2) against (0, 1, 2)
+    ([1], [2], None),
+    ([1, 1], [1, 2], None),
+])
+def test_spearman_rank_correlation(first, second, expected):
+    value = spearman(first, second)
+    assert value == (None if expected is None else pytest.approx(expected, abs=1e-6))
 
 
 def test_the_loop_searches_again_when_no_recorded_candidate_fits_the_corrected_table(optimistic):

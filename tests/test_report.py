@@ -81,15 +81,17 @@ def make_compress_run(root: Path, strategies=("hirelc",), per_strategy: int = 8)
     feasible = sorted((r for r in rows if r.predicted_ms <= budget_table_ms), key=lambda r: -r.top1)[:3]
     chosen = feasible[0]
     SearchRecord(strategy, 0, per_strategy, per_strategy, budget_table_ms, 1.0, chosen.index,
-                 chosen.to_dict()).save(root / "search.json")
-    # Two closed-loop rounds: the first finalist missed the budget, the next round's met it.
+                 chosen.to_dict(), 0.75, 0.25).save(root / "search.json")
+    # Two closed-loop rounds: the first finalist missed the budget, the next round's met it (both of its
+    # finalists, each then distilled).
     budget_ms = budget_table_ms * drift
     rounds = [0, 1, 1][: len(feasible)]
     Finalists([Finalist(r.index, r.widths, r.precisions, r.top1, r.predicted_ms, budget_ms * (1.08 - 0.1 * k), 0.01,
-                        2.0, budget_ms, k > 0, r is chosen, rounds[k]) for k, r in enumerate(feasible[::-1])],
+                        2.0, budget_ms, k > 0, r is chosen, rounds[k], r.top1 + 0.01 * k if k > 0 else None)
+               for k, r in enumerate(feasible[::-1])],
               [LoopRound(0, budget_table_ms, {}, 0, False),
-               LoopRound(1, budget_table_ms * 0.95, {"fp32": 1.0, "int8": 1.2, "boundaries": 1.0}, 4, True)]
-              ).save(root / "finalists.json")
+               LoopRound(1, budget_table_ms * 0.95, {"fp32": 1.0, "int8": 1.2, "boundaries": 1.0}, 4, True)],
+              -0.5).save(root / "finalists.json")
     policy = Policy.from_lists("random", "cpu-ort-1t", [b.name for b in table.blocks], chosen.widths, chosen.precisions,
                                predicted_latency_ms=chosen.predicted_ms,
                                notes={"strategy": strategy, "evaluation": chosen.index, "proxy_top1": chosen.top1})
@@ -160,6 +162,8 @@ def test_compress_report_is_one_self_contained_file(tmp_path):
     assert [image.format for image in images(html)] == ["PNG"] * 7
     assert html.count("<img ") == 7
     assert "Closed loop on the budget" in html and "Final timing, process by process" in html
+    assert "1 s evaluating, 0 s in the strategy" in html
+    assert "rank correlation of the proxy and the distilled top-1: -0.50" in html
     assert_self_contained(html)
     assert "incomplete run" not in html
     assert not list(tmp_path.glob(".report.html.*"))

@@ -131,3 +131,16 @@ def test_search_is_deterministic_for_a_seed(tiny_problem, strategy):
             for s in (1, 1, 2)]
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
+
+
+def test_hirelc_spends_its_whole_evaluation_budget_under_a_tight_budget(tiny_problem):
+    """Near the fastest configuration the agents soon converge on what they know; the search must still find
+    new configurations for every evaluation it was given (it stopped at a fraction of them before)."""
+    space, sensitivity, evaluator = tiny_problem
+    budget = space.fastest_ms + 0.1 * (space.uncompressed_ms - space.fastest_ms)
+    outcome = run_search("hirelc", space, sensitivity, evaluator, budget, evals=24, seed=3)
+    assert len(outcome.history) == 24
+    assert len({e.options for e in outcome.history}) == 24
+    assert all(space.table.predict(list(e.widths), list(e.precisions)) <= budget + 1e-9 for e in outcome.history)
+    assert 0.0 < outcome.evaluating_share <= 1.0
+    assert outcome.evaluation_seconds == pytest.approx(sum(e.result.seconds for e in outcome.history))

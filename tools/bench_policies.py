@@ -148,7 +148,7 @@ def main() -> None:
             if not (args.reuse and _reusable(out, policy)):
                 if key not in students:  # fine-tuning is FP32; INT8 is applied after it, per target
                     start = time.perf_counter()
-                    students[key], _ = apply_policy(teacher, spec, policy, data, config, distill_config,
+                    students[key], _, _ = apply_policy(teacher, spec, policy, data, config, distill_config,
                                                     sensitivity, "fisher")
                     console.print(f"  fine-tuned {label} widths in {time.perf_counter() - start:.0f} s")
                 with torch.no_grad():

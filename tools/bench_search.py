@@ -151,6 +151,8 @@ def _strategy_row(outcomes, space, spec, target, budget, teacher, data, data_con
     best = max(outcomes, key=lambda o: o.best.result.key())
     seeds = {"proxy_top1": _spread([o.best.result.top1 for o in outcomes]),
              "search_seconds": _spread([_search_seconds(o) for o in outcomes]),
+             "strategy_seconds": _spread([o.strategy_seconds for o in outcomes]),
+             "evaluating_share": _spread([o.evaluating_share for o in outcomes]),
              "evals_used": [len(o.history) for o in outcomes], "best_seed": best.seed}
     try:
         chosen, finalists = close_the_loop(best.history, space, spec, target, budget, best.budget_table_ms, 3,
@@ -180,14 +182,21 @@ def _strategy_row(outcomes, space, spec, target, budget, teacher, data, data_con
 def _print(console: Console, target_name: str, target_report: dict) -> None:
     for budget_text, rows in target_report["budgets"].items():
         table = Table(title=f"{MODEL} on {target_name}, budget {budget_text} ({rows['budget_ms']:.3f} ms)")
-        for column in ("strategy", "proxy top-1 median [min-max]", "search s", "engine ms", "vs budget",
-                       "speedup", "test top-1"):
+        for column in ("strategy", "proxy top-1 median [min-max]", "evals used", "search s", "evaluating",
+                       "engine ms", "vs budget", "speedup", "test top-1"):
             table.add_column(column, justify="right")
         for strategy, row in rows["strategies"].items():
             p = row["proxy_top1"]
-            table.add_row(strategy, f"{p['median']:.3f} [{p['min']:.3f}-{p['max']:.3f}]",
-                          f"{row['search_seconds']['median']:.0f}", *_measured(row))
+            table.add_row(strategy, f"{p['median']:.3f} [{p['min']:.3f}-{p['max']:.3f}]", *_search_cells(row),
+                          *_measured(row))
         console.print(table)
+
+
+def _search_cells(row: dict) -> list[str]:
+    """Evaluations used (per seed), search seconds and the share of them spent evaluating (medians)."""
+    share = row.get("evaluating_share")
+    return ["/".join(str(n) for n in row["evals_used"]), f"{row['search_seconds']['median']:.0f}",
+            f"{share['median']:.0%}" if share else "-"]
 
 
 def _measured(row: dict) -> list[str]:
@@ -206,12 +215,12 @@ def _markdown(report: dict) -> str:
         lines.append("")
         for budget_text, rows in target_report["budgets"].items():
             lines += [f"## {target_name}, budget {budget_text} ({rows['budget_ms']:.4f} ms)", "",
-                      "| strategy | proxy top-1 median [min-max] | search s | engine ms | vs budget | speedup "
-                      "| test top-1 |", "|---|---|---|---|---|---|---|"]
+                      "| strategy | proxy top-1 median [min-max] | evals used | search s | evaluating | engine ms "
+                      "| vs budget | speedup | test top-1 |", "|---|---|---|---|---|---|---|---|---|"]
             for strategy, row in rows["strategies"].items():
                 p = row["proxy_top1"]
                 lines.append(f"| {strategy} | {p['median']:.3f} [{p['min']:.3f}-{p['max']:.3f}] | "
-                             f"{row['search_seconds']['median']:.0f} | " + " | ".join(_measured(row)) + " |")
+                             + " | ".join(_search_cells(row) + _measured(row)) + " |")
             lines.append("")
     return "\n".join(lines)
 

@@ -26,7 +26,7 @@ import onnxruntime
 import torch
 
 from .. import __version__
-from ..apply import DistillConfig
+from ..apply import DistillConfig, check_minutes, parse_epochs
 from ..budget import Budget, ResolvedBudget, parse_budget
 from ..compute import resolve_device
 from ..data import Normalize
@@ -37,7 +37,8 @@ from ..latency.table import LatencyTable, load_table
 from ..models.registry import absolute_reference, resolve_model
 from ..models.checkpoints import resolve_weights
 from ..pipeline import (DataConfig, PreparedData, check_dataset, export_policy, finetune_image_count,
-                        load_model, open_test_images, prepare_data, sensitivity_of)
+                        finetune_note, load_model, open_test_images, plan_finetune, prepare_data,
+                        sensitivity_of)
 from ..policy import Policy
 from ..precision import Precision
 from ..progress import Reporter, SilentReporter
@@ -49,7 +50,7 @@ from ..runs import (BENCH_STAGE, CALIBRATION_STAGE, EXPORT_STAGE, FINALISTS_STAG
                    TABLE_STAGE, RunDirectory, RunFiles, Stage, default_run_dir, now, run_log, sha256)
 from ..search import SearchSpace
 from ..search.context import Evaluation
-from ..search.evaluate import EvalData, Evaluator
+from ..search.evaluate import EvalData, EvalResult, Evaluator
 from ..search.prior import DamageModel
 from ..search.registry import get_strategy
 from ..search.run import SearchOutcome, run_search
@@ -60,6 +61,7 @@ from ..targets import Backend, Target, backend_of, current_fingerprint, load_tar
 from ..verdict import judge, measure_final, verdict
 from .finalists import BudgetNotMet, close_the_loop
 from .profile import ensure_table
+from .rerank import distilled_scores, finalist_steps
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +81,15 @@ def compress(model: str | ModelRef, weights: str | Path, data: str | Path, targe
     """Compress a trained model for a latency budget: search, apply for real, fine-tune, export, re-measure.
 
     ``model`` is a zoo name or a ``ModelRef`` to a factory (``file.py:factory`` with its arguments, input shape
-    and normalisation). ``options`` are the other fields of ``CompressConfig`` (strategy, evals, finetune_epochs,
-    finetune_images, heldout_images, test_per_class, finalists, seed, table, and ``data_options``: a
+    and normalisation). ``options`` are the other fields of ``CompressConfig`` (strategy, evals, finetune_epochs (a
+    number or "auto"), finetune_minutes, qat, finetune_images, heldout_images, test_per_class, finalists, seed,
+    table, and ``data_options``: a
     ``DataOptions`` with the device and how images are read), with the CLI's defaults. The run
     directory (default ``runs/STAMP-compress-MODEL-TARGET``) gets every record and ``report.html``.
     """
     ref = model if isinstance(model, ModelRef) else ModelRef(str(model))
+    if "finetune_epochs" in options:
+        options["finetune_epochs"] = parse_epochs(options["finetune_epochs"])
     fields = {"model": ref.model, "model_args": dict(ref.args), "input_shape": ref.input_shape,
               "mean": ref.mean, "std": ref.std}
     config = CompressConfig(**_paths_absolute({**fields, "weights": weights, "data": data, "target": target,
@@ -124,11 +129,13 @@ def check_config(config: CompressConfig) -> Budget:
     get_strategy(config.strategy)
     budget = parse_budget(config.latency_budget)
     for flag, value, low in (("--evals", config.evals, 1), ("--finalists", config.finalists, 1),
-                             ("--finetune-images", config.finetune_images, 1)):
+                             ("--finetune-images", config.finetune_images, 1),
+                             ("--finalist-images", config.finalist_images, 0)):
         if value < low:
             raise InputError(f"{flag}: must be at least {low}, got {value}")
-    if config.finetune_epochs < 0:
-        raise InputError(f"--finetune-epochs: must not be negative, got {config.finetune_epochs}")
+    if parse_epochs(config.finetune_epochs) != config.finetune_epochs:
+        raise InputError(f"--finetune-epochs: expected a number or 'auto', got '{config.finetune_epochs}'")
+    check_minutes(config.finetune_minutes)
     return budget
 
 
@@ -380,10 +387,18 @@ class _CompressJob:
                 return checkpointed_search(self.config, self.run, corrected, sensitivity, self.evaluator,
                                            budget_table_ms, self.reporter, round_index).history
 
+            def rank(met: list[Evaluation]) -> list[EvalResult]:
+                steps = finalist_steps(self.config.finalist_images, len(self.data.train), self.data_config.batch_size)
+                self.stages.start(FINALISTS_STAGE, len(met), f"distilling {len(met)} that met the budget, "
+                                  f"{steps} steps each")
+                seed, batch = self.data_config.seed, self.data_config.batch_size
+                return distilled_scores(met, self.evaluator, self.teacher, lambda: self.data.train_batches(
+                    shuffle=True, augment=True, seed=seed, batch_size=batch), steps, self.reporter.advance)
+
             try:
                 chosen, finalists = close_the_loop(outcome.history, space, self.spec, self.target, self.budget,
                                                    resolved.table_ms, self.config.finalists, self.backend,
-                                                   search_again)
+                                                   search_again, rank if self.config.finalist_images else None)
             except BudgetNotMet as missed:
                 missed.finalists.save(self.run.path(RunFiles.FINALISTS))
                 raise
@@ -392,13 +407,16 @@ class _CompressJob:
         return chosen
 
     def export(self, policy: Policy, sensitivity: Sensitivity) -> None:
-        self.stages.start(EXPORT_STAGE,
-                          finetune_image_count(self.data, self.data_config, self.config.finetune_epochs))
+        plan = plan_finetune(self.spec, policy, self.config.finetune_epochs)
+        self.stages.start(EXPORT_STAGE, finetune_image_count(self.data, self.data_config, plan.epochs))
         artifacts = self.run.path(RunFiles.ARTIFACTS)
         if not self._export_done(artifacts, policy):
-            export_policy(self.teacher, self.spec, policy, self.target, self.data, self.data_config,
-                          DistillConfig(epochs=self.config.finetune_epochs), artifacts, self.table.fingerprint,
-                          sensitivity, "fisher", lambda *_: self.reporter.advance())
+            _, manifest = export_policy(
+                self.teacher, self.spec, policy, self.target, self.data, self.data_config,
+                DistillConfig(epochs=self.config.finetune_epochs, max_minutes=self.config.finetune_minutes,
+                              fake_quant=self.config.qat),
+                artifacts, self.table.fingerprint, sensitivity, "fisher", lambda *_: self.reporter.advance())
+            self.reporter.note(finetune_note(manifest.finetune))
 
     def _export_done(self, artifacts: Path, policy: Policy) -> bool:
         """Whether ``artifacts`` holds a complete export of ``policy`` (manifest written last, checksums intact)

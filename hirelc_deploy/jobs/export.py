@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..apply import DistillConfig
+from ..apply import DistillConfig, check_minutes, parse_epochs
 from ..errors import InputError
 from ..artifacts.manifest import Manifest
 from ..latency.table import default_table_path, load_table
@@ -22,7 +22,9 @@ from ..pipeline import (
     check_sparse_blocks,
     export_policy,
     finetune_image_count,
+    finetune_note,
     load_model,
+    plan_finetune,
     prepare_data,
     sensitivity_of,
 )
@@ -36,19 +38,25 @@ CRITERIA = ("fisher", "l1")
 
 
 def export(model: str | ModelRef, weights: Path, data: Path, target: str | Target, policy: Path | Policy, out: Path, *,
-           finetune_epochs: float = 1.0, finetune_images: int = 10_000, lr: float = 0.01, criterion: str = "fisher",
-           table: Path | None = None, sparse_2_4: str | Sequence[str] | None = None, seed: int = 0,
-           reporter: Reporter | None = None, data_options: DataOptions = DataOptions()) -> Manifest:
+           finetune_epochs: float | str = 1.0, finetune_images: int = 10_000, finetune_minutes: float | None = None,
+           qat: bool = True, lr: float = 0.01, criterion: str = "fisher", table: Path | None = None,
+           sparse_2_4: str | Sequence[str] | None = None, seed: int = 0, reporter: Reporter | None = None,
+           data_options: DataOptions = DataOptions()) -> Manifest:
     """Apply ``policy`` to the trained ``model`` for real (channels removed, the target's low-precision kernels),
     fine-tune it by distillation on the train split of ``data``, and write ``out``: the artifact of the target's
     backend, the uncompressed baseline, the policy, the sensitivity used and ``manifest.json`` (returned).
 
     ``sparse_2_4`` gives the convolutions of those blocks (``"all"`` = every kept block) 2:4 structured sparsity,
-    on targets that run it. ``table`` (default: the stored table of the model on the target, if any) is recorded
+    on targets that run it. ``finetune_epochs`` is a number or ``"auto"`` (more epochs the more the policy
+    compresses: ``pipeline.plan_finetune``), ``finetune_minutes`` caps the fine-tune's wall time (the schedule
+    re-planned to fit), ``qat`` trains the INT8 blocks with ONNX Runtime's quantization simulated
+    (``apply/fake_quant.py``). ``table`` (default: the stored table of the model on the target, if any) is recorded
     as the source of the policy's prediction and must have been measured on this device. ``data_options`` say how
     images are read and where fine-tuning runs (``--device``).
     """
     reporter = reporter or SilentReporter()
+    epochs = parse_epochs(finetune_epochs)
+    minutes = check_minutes(finetune_minutes)
     if criterion not in CRITERIA:
         raise InputError(f"--criterion: expected fisher or l1, got '{criterion}'")
     spec = as_spec(model)
@@ -68,11 +76,13 @@ def export(model: str | ModelRef, weights: Path, data: Path, target: str | Targe
     if criterion == "fisher":
         reporter.phase("Fisher sensitivity", config.fisher_images)
         sensitivity = sensitivity_of(teacher, spec, prepared, config, reporter.advance)
-    reporter.phase("fine-tuning (images)", finetune_image_count(prepared, config, finetune_epochs))
+    reporter.phase("fine-tuning (images)",
+                   finetune_image_count(prepared, config, plan_finetune(spec, plan, epochs).epochs))
     out = Path(out)
     _, manifest = export_policy(teacher, spec, plan, tgt, prepared, config,
-                                DistillConfig(epochs=finetune_epochs, lr=lr), out, fingerprint, sensitivity,
-                                criterion, steps_of(reporter), sparse_blocks)
+                                DistillConfig(epochs=epochs, lr=lr, max_minutes=minutes, fake_quant=qat), out,
+                                fingerprint, sensitivity, criterion, steps_of(reporter), sparse_blocks)
+    reporter.note(finetune_note(manifest.finetune))
     if sensitivity is not None:
         sensitivity.save(out / RunFiles.SENSITIVITY)
     plan.save(out / RunFiles.POLICY)

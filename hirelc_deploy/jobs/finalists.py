@@ -8,7 +8,9 @@ uncompressed model of its own session), and, where the corrected table still pre
 budget, the budget it is read against is tightened until it predicts every measured miss over it: the next round
 can neither choose a configuration that missed again nor a new one the corrected table thinks as fast. A round
 that finds no recorded candidate predicted within the budget runs the search again on the corrected table (known
-configurations cost nothing). After ``MAX_ROUNDS`` rounds, or when no
+configurations cost nothing). When several finalists meet the budget, ``rank`` (``jobs/rerank.py``) may
+order them by what a short distillation makes of them instead of by the proxy. After ``MAX_ROUNDS`` rounds, or
+when no
 configuration the corrected table allows fits, the run stops with a one-line error naming the fastest
 configuration measured. Every round is recorded in ``finalists.json`` and drawn in the report.
 """
@@ -29,6 +31,8 @@ from ..precision import Precision
 from ..records import Finalist, Finalists, LoopRound
 from ..search import SearchSpace
 from ..search.context import Evaluation
+from ..search.evaluate import EvalResult
+from .rerank import spearman
 from ..targets import Backend, Target
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,8 @@ log = logging.getLogger(__name__)
 MAX_ROUNDS = 4
 # (corrected space, budget in its units, round) -> the evaluations of a new search there
 SearchAgain = Callable[[SearchSpace, float, int], list[Evaluation]]
+# the finalists that met the budget, in proxy order -> their scores after a short distillation
+Rank = Callable[[list[Evaluation]], list[EvalResult]]
 
 
 def time_finalists(candidates: Sequence[Evaluation], space: SearchSpace, spec: ModelSpec, target: Target,
@@ -57,11 +63,13 @@ def _predicted(space: SearchSpace, evaluation: Evaluation) -> float:
 
 def close_the_loop(history: Sequence[Evaluation], space: SearchSpace, spec: ModelSpec, target: Target,
                    budget: Budget, budget_table_ms: float, count: int, backend: Backend,
-                   search_again: SearchAgain) -> tuple[Evaluation, Finalists]:
+                   search_again: SearchAgain, rank: Rank | None = None) -> tuple[Evaluation, Finalists]:
     """The evaluation to export and every round's finalists (see the module docstring).
 
     ``history`` is the search's evaluations, ``space`` the calibrated table it searched and ``budget_table_ms``
-    the budget in its units. Raises the one-line ``InputError`` on ``--latency-budget`` when nothing meets it.
+    the budget in its units. Of the finalists that meet the budget the best by proxy score is exported, or with
+    ``rank`` and two or more of them, the best after distillation. Raises the one-line ``InputError`` on
+    ``--latency-budget`` when nothing meets it.
     """
     pool = list(history)
     rows: list[Finalist] = []
@@ -88,9 +96,7 @@ def close_the_loop(history: Sequence[Evaluation], space: SearchSpace, spec: Mode
         log.info("closed loop, round %d: %s", round_index, "; ".join(
             f"#{r.index} {r.measured_ms:.4f} ms vs budget {r.budget_ms:.4f} ms" for r in timed))
         if met:
-            chosen = met[0]  # the picks, and so the rows, are in order of their proxy score, best first
-            return (next(e for e in pool if e.index == chosen.index),
-                    Finalists([replace(r, chosen=r is chosen) for r in rows], rounds))
+            return _choose(pool, rows, rounds, met, rank)
         current, factors, table_budget = _corrected(space, rows, budget)
     fastest = min(rows, key=lambda r: r.measured_ms / r.budget_ms) if rows else None
     finalists = Finalists(rows, rounds)
@@ -100,6 +106,22 @@ def close_the_loop(history: Sequence[Evaluation], space: SearchSpace, spec: Mode
                            f"{fastest.measured_ms:.4f} ms against a budget of {fastest.budget_ms:.4f} ms "
                            f"({fastest.measured_ms / fastest.budget_ms:.2f}x)" if fastest else
                            "no candidate was predicted within it"))
+
+
+def _choose(pool: Sequence[Evaluation], rows: list[Finalist], rounds: list[LoopRound], met: list[Finalist],
+            rank: Rank | None) -> tuple[Evaluation, Finalists]:
+    """The finalist to export among those that ``met`` the budget (in proxy order, best first), and the record."""
+    evaluations = [next(e for e in pool if e.index == row.index) for row in met]
+    if rank is None or len(met) < 2:
+        return evaluations[0], Finalists([replace(r, chosen=r is met[0]) for r in rows], rounds)
+    scores = rank(evaluations)
+    best = max(range(len(met)), key=lambda k: scores[k].key())
+    distilled = {row.index: score.top1 for row, score in zip(met, scores)}
+    log.info("finalists after distillation: %s", "; ".join(
+        f"#{row.index} proxy {row.top1:.4f} -> {score.top1:.4f}" for row, score in zip(met, scores)))
+    marked = [replace(r, chosen=r is met[best], distilled_top1=distilled.get(r.index))
+              for r in rows]
+    return evaluations[best], Finalists(marked, rounds, spearman([r.top1 for r in met], [s.top1 for s in scores]))
 
 
 class BudgetNotMet(InputError):

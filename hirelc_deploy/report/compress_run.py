@@ -141,7 +141,9 @@ def header(run: CompressRun) -> Html:
     r, c = run.run_config, run.config
     evals = f"{c.evals if c else '—'} allowed"
     if run.search:
-        evals += f", {run.search.evals_used} used"
+        s = run.search
+        evals += (f", {s.evals_used} used; {s.evaluation_seconds:.0f} s evaluating, {s.strategy_seconds:.0f} s "
+                  f"in the strategy")
     table_kind = run.table.kind if run.table else "— (no latency_table.json)"
     source = run.summary.table if run.summary else None
     versions = {"hirelc-deploy": r.version, **r.versions} if r else {}
@@ -276,15 +278,24 @@ def _timed_final(summary: CompressSummary | None) -> Timed | None:
 
 
 def finalists_table(run: CompressRun) -> Html:
-    """Every finalist: its proxy, prediction and measurement."""
+    """Every finalist: its proxy, its score after the short distillation where it had one, prediction and
+    measurement; and how far distillation moved the ranking."""
     drift = run.drift or float("nan")
-    return page.table(
-        ["round", "candidate", "proxy top-1", "predicted (table) ms", "predicted × drift ms", "measured ms",
-         "IQR ms", "budget then (measured) ms", "meets budget", "chosen"],
-        [[f.round, f.index, pct(f.top1), f"{f.predicted_ms:.4f}", f"{f.predicted_ms * drift:.4f}",
-          f"{f.measured_ms:.4f}", f"{f.spread_ms:.4f}", f"{f.budget_ms:.4f}",
-          "yes" if f.meets_budget else "no", "✓" if f.chosen else ""] for f in run.finalists],
-        [True, False, True, True, True, True, True, True, False, False])
+    table = page.table(
+        ["round", "candidate", "proxy top-1", "after distillation", "predicted (table) ms", "predicted × drift ms",
+         "measured ms", "IQR ms", "budget then (measured) ms", "meets budget", "chosen"],
+        [[f.round, f.index, pct(f.top1), pct(f.distilled_top1) if f.distilled_top1 is not None else "—",
+          f"{f.predicted_ms:.4f}", f"{f.predicted_ms * drift:.4f}", f"{f.measured_ms:.4f}", f"{f.spread_ms:.4f}",
+          f"{f.budget_ms:.4f}", "yes" if f.meets_budget else "no", "✓" if f.chosen else ""] for f in run.finalists],
+        [True, False, True, True, True, True, True, True, True, False, False])
+    distilled = sum(f.distilled_top1 is not None for f in run.finalists)
+    if not distilled:
+        return table
+    rho = run.loop.spearman
+    return page.join([table, page.tag("p", (
+        f"The {distilled} finalists that met the budget were each distilled for the same few steps and the best "
+        f"after it exported. Spearman's rank correlation of the proxy and the distilled top-1: "
+        + (f"{rho:+.2f}" if rho is not None else "undefined (a scoring ranked them all equal)") + "."))])
 
 
 def _loop_section(run: CompressRun) -> Html | None:

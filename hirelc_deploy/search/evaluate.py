@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -92,16 +92,32 @@ class Evaluator:
         device = device_of(model)
         return torch.cat([model(to_device(x, device)).cpu() for x in self.data.heldout.split(self.batch_size)])
 
-    def build(self, widths: Sequence[int], precisions: Sequence[str]) -> nn.Module:
-        """The candidate itself: pruned, BatchNorm-recalibrated, INT8 blocks simulated."""
+    def build(self, widths: Sequence[int], precisions: Sequence[str],
+              tune: Callable[[nn.Module], None] | None = None) -> nn.Module:
+        """The candidate itself: pruned, BatchNorm-recalibrated, tuned by ``tune`` if given (a short
+        distillation: ``jobs/rerank.py``), INT8 blocks simulated."""
         model = copy.deepcopy(self.teacher)
         prune_to_widths(model, self.blocks, widths, (1, *self.input_shape), self.sensitivity, "fisher")
         recalibrate_batchnorm(model, iter(self.data.bn_batches), sum(len(b) for b in self.data.bn_batches))
+        if tune is not None:
+            tune(model)
         int8 = [[model.get_submodule(m) for m in b.modules]
                 for b, w, p in zip(self.blocks, widths, precisions) if p == Precision.INT8 and w > 0]
         if int8:
             simulate_int8(model, int8, self.data.calibration)
         return model.eval()
+
+    def score(self, model: nn.Module, start: float) -> EvalResult:
+        """``model``'s proxy scores on the held-out images; ``start`` is when building it began."""
+        logits = self._logits(model)
+        reference = self.reference
+        kl = F.kl_div(F.log_softmax(logits, 1), F.log_softmax(reference, 1), log_target=True, reduction="batchmean")
+        return EvalResult(
+            top1=float((logits.argmax(1) == self.data.labels).float().mean()),
+            agreement=float((logits.argmax(1) == reference.argmax(1)).float().mean()),
+            kl=float(kl),
+            seconds=time.perf_counter() - start,
+        )
 
     def __call__(self, widths: Sequence[int], precisions: Sequence[str]) -> tuple[EvalResult, bool]:
         """Score a configuration; returns the result and whether it came from the cache."""
@@ -109,14 +125,6 @@ class Evaluator:
         if key in self.cache:
             return self.cache[key], True
         start = time.perf_counter()
-        logits = self._logits(self.build(widths, precisions))
-        reference = self.reference
-        kl = F.kl_div(F.log_softmax(logits, 1), F.log_softmax(reference, 1), log_target=True, reduction="batchmean")
-        result = EvalResult(
-            top1=float((logits.argmax(1) == self.data.labels).float().mean()),
-            agreement=float((logits.argmax(1) == reference.argmax(1)).float().mean()),
-            kl=float(kl),
-            seconds=time.perf_counter() - start,
-        )
+        result = self.score(self.build(widths, precisions), start)
         self.cache[key] = result
         return result, False

@@ -34,6 +34,22 @@ class SearchOutcome:
     def best(self) -> Evaluation:
         return best_of(self.history)
 
+    @property
+    def evaluation_seconds(self) -> float:
+        """Wall time of the evaluations, each cached one at what it cost when it was first run."""
+        return sum(e.result.seconds for e in self.history)
+
+    @property
+    def strategy_seconds(self) -> float:
+        """The strategy's own computation: the search's wall time less the evaluations it ran itself."""
+        return max(self.seconds - sum(e.result.seconds for e in self.history if not e.cached), 0.0)
+
+    @property
+    def evaluating_share(self) -> float:
+        """Fraction of the search's time (as if nothing were cached) spent evaluating candidates."""
+        total = self.evaluation_seconds + self.strategy_seconds
+        return self.evaluation_seconds / total if total > 0 else 1.0
+
     def ranked(self) -> list[Evaluation]:
         """Evaluations from best to worst proxy accuracy."""
         return sorted(self.history, key=lambda e: e.result.key(), reverse=True)
@@ -42,7 +58,8 @@ class SearchOutcome:
         """What ``search.json`` keeps of the search."""
         best = self.best
         return SearchRecord(self.strategy, self.seed, self.evals, len(self.history), self.budget_table_ms,
-                            self.seconds, best.index, best.to_dict())
+                            self.seconds, best.index, best.to_dict(), self.evaluation_seconds,
+                            self.strategy_seconds)
 
 def run_search(strategy: str, space: SearchSpace, sensitivity: Sensitivity,
                evaluate: Callable[[list[int], list[str]], tuple[EvalResult, bool]], budget_table_ms: float, evals: int,

@@ -59,6 +59,7 @@ class Backend(Protocol):
     calibrates: bool  # whether compress corrects its table against engines timed now and times its finalists
     final_rounds: int  # measurements of the exported engine the verdict takes the median of
     graph_format: str  # how variants are written; a table measured on graphs written otherwise is stale
+    fake_quant_int8: bool  # whether apply/fake_quant.py simulates its INT8 (ONNX Runtime's QDQ scheme)
 
     def unavailable(self) -> str | None:
         """Why this machine cannot measure on this runtime (None when it can)."""

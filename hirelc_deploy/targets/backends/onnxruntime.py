@@ -57,6 +57,7 @@ class OnnxRuntimeBackend:
     calibrates = True
     final_rounds = 5  # fresh processes the exported engine is timed in for the verdict (more: verdict.py)
     graph_format = GRAPH_FORMAT
+    fake_quant_int8 = True  # quantization-aware fine-tuning simulates exactly this runtime's QDQ INT8
     scoring_provider: str | None = None  # where bench_files scores top-1 on this machine (None: the target's)
     top1_through = "the exported model in ONNX Runtime on this machine"
 

@@ -56,6 +56,7 @@ class TensorRTBackend:
     name = "tensorrt"
     calibrates = False
     graph_format = ""  # TensorRT's builder chooses the kernels and layouts of what it is given
+    fake_quant_int8 = False  # its INT8 is symmetric per-tensor activations: not what fake_quant.py simulates
     final_rounds = 1  # CUDA-event timing of the engine is not disturbed by the training that came before it
 
     def unavailable(self) -> str | None:
