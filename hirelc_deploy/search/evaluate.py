@@ -2,7 +2,9 @@
 
 A candidate is the uncompressed model with channels and blocks physically removed by the same code export
 uses (torch-pruning, Fisher channel importance), its BatchNorm statistics re-estimated on training images,
-and its INT8 blocks simulated (``int8_sim``). It is scored on a held-out part of the *train* split, never the
+and its INT8 blocks simulated as ONNX Runtime will run them (``apply/fake_quant.py``, the simulation the
+quantization-aware fine-tune trains with: BN-folded per-channel INT8 weights, UINT8 activations at the tensors
+ONNX Runtime quantizes, ranges calibrated on the FP32 graph like export's). It is scored on a held-out part of the *train* split, never the
 test split: top-1 against the labels (the proxy accuracy the search maximises) and, against the uncompressed
 model, argmax agreement and mean KL divergence of the softmax outputs. Results are cached by configuration,
 so a configuration is built and scored once however many strategies or seeds propose it.
@@ -20,11 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..apply import prune_to_widths, recalibrate_batchnorm
+from ..apply.fake_quant import attach
 from ..compute import device_of, to_device
 from ..models import BlockInfo
 from ..precision import Precision
 from ..sensitivity import Sensitivity
-from .int8_sim import simulate_int8
 
 
 @dataclass(frozen=True)
@@ -101,10 +103,11 @@ class Evaluator:
         recalibrate_batchnorm(model, iter(self.data.bn_batches), sum(len(b) for b in self.data.bn_batches))
         if tune is not None:
             tune(model)
-        int8 = [[model.get_submodule(m) for m in b.modules]
-                for b, w, p in zip(self.blocks, widths, precisions) if p == Precision.INT8 and w > 0]
+        int8 = [b for b, w, p in zip(self.blocks, widths, precisions) if p == Precision.INT8 and w > 0]
         if int8:
-            simulate_int8(model, int8, self.data.calibration)
+            simulated = attach(model, int8)
+            simulated.calibrate([self.data.calibration])
+            simulated.freeze()
         return model.eval()
 
     def score(self, model: nn.Module, start: float) -> EvalResult:
