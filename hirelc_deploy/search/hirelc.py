@@ -153,8 +153,10 @@ def _screen(ctx: SearchContext, learner: _Learner, critic: _Critic, settings: Hi
     wanted = min(settings.proposals_per_round, ctx.remaining)
     if len(fresh) < wanted and ctx.history:
         fresh = np.unique(np.vstack([fresh, _fresh(ctx, _neighbours(ctx, settings, settings.pool))]), axis=0)
+    if not len(fresh):
+        return []
     picks: list[np.ndarray] = []
-    for i in np.argsort(-critic.optimistic(fresh), kind="stable") if len(fresh) else []:
+    for i in np.argsort(-critic.optimistic(fresh), kind="stable"):
         if all((fresh[i] != p).sum() >= settings.min_distance for p in picks):
             picks.append(fresh[i])
         if len(picks) == wanted:
