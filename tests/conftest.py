@@ -34,6 +34,8 @@ runs_per_burst = 5
 profile_runs = 5
 max_retries = 0
 max_wait_s = 2.0
+# Three fresh processes for compress's verdict instead of the backend's five: tests check the rule, not the noise.
+final_processes = 3
 # Three bursts of five runs are rough by design (their spread reaches tens of percent): no refusal for noise.
 max_table_uncertainty = 10.0
 """

@@ -115,7 +115,8 @@ def test_a_single_finalist_that_meets_the_budget_is_not_distilled(optimistic):
     space, truth, rows, spec = optimistic
     history = [e for e in _evaluations(space, truth, rows) if truth.latency(np.array(e.options)[None])[0]
                <= 0.99 * truth.uncompressed_ms]
-    chosen, finalists = close_the_loop(history, space, spec, None, parse_budget("0.99x"), 0.99 * space.uncompressed_ms, 1,
+    chosen, finalists = close_the_loop(history, space, spec, None, parse_budget("0.99x"),
+                                       0.99 * space.uncompressed_ms, 1,
                                        Device(truth), lambda *_: pytest.fail("no search needed"),
                                        lambda met: pytest.fail("one finalist: nothing to rank"))
     assert finalists.spearman is None and finalists.rows[0].distilled_top1 is None and finalists.chosen.chosen

@@ -67,7 +67,9 @@ def test_compress_end_to_end(uninterrupted):
                                                                                               "cpu")
     assert plan["train_folder"].endswith("train") and summary["bad_images"] == []
     candidates = _candidates(run)
-    assert 1 <= len(candidates) <= 6
+    # The closed loop searches again (with its own evaluations) when the finalists missed the budget on the device,
+    # which a noisy machine decides; the first search alone is bounded by --evals.
+    assert 1 <= len([c for c in candidates if "closed-loop round" not in c["strategy"]]) <= 6
     baseline = json.loads((run / "baseline.json").read_text())
     # Every candidate is feasible by the table (the budget in table units).
     assert all(c["predicted_ms"] <= baseline["budget_table_ms"] + 1e-9 for c in candidates)
@@ -91,6 +93,9 @@ def test_compress_end_to_end(uninterrupted):
     summary = dict(summary)
     assert summary.pop("run_dir") == str(run) and summary.pop("report") == str(run / "report.html")
     assert summary == json.loads((run / "summary.json").read_text())
+    # The quick target's [measure] final_processes = 3: three processes, more only while too few ran fast.
+    final = json.loads((run / "final_latency.json").read_text())
+    assert len(final["engine_rounds_ms"]) == 3 or final["fast"].count(True) == 3 or len(final["fast"]) == 9
     assert json.loads((run / "status.json").read_text())["state"] == "complete"
     assert "stage: the timing of the finalists" in (run / "run.log").read_text()
     assert (run / "report.html").stat().st_size > 10_000

@@ -52,6 +52,16 @@ def test_bad_values(tmp_path):
         parse_target(_write(tmp_path, TINY_TARGET.replace("bursts = 3", "burst = 3")))
     with pytest.raises(TargetError, match="not valid TOML"):
         parse_target(_write(tmp_path, "name = "))
+    with pytest.raises(TargetError, match="'final_processes' must be a positive int"):
+        parse_target(_write(tmp_path, TINY_TARGET.replace("final_processes = 3", "final_processes = 0")))
+    # It belongs to [measure], not to the top level.
+    with pytest.raises(TargetError, match="unknown key.*final_processes"):
+        parse_target(_write(tmp_path, "final_processes = 3\n" + TINY_TARGET.replace("final_processes = 3\n", "")))
+
+
+def test_final_processes_is_read_from_measure(tmp_path):
+    assert parse_target(_write(tmp_path, TINY_TARGET)).final_processes == 3
+    assert parse_target(_write(tmp_path, TINY_TARGET.replace("final_processes = 3\n", ""))).final_processes is None
 
 
 def test_unknown_target_name():

@@ -189,6 +189,12 @@ def checkpointed_search(config: CompressConfig, run: RunDirectory, space: Search
     return outcome
 
 
+def verdict_processes(backend: Backend, target: Target) -> int:
+    """How many measurements of the exported engine the verdict takes: the target's ``[measure] final_processes``,
+    else the backend's ``final_rounds``."""
+    return target.final_processes or backend.final_rounds
+
+
 def final_latency(backend: Backend, artifacts: Path, target: Target, first: BenchResult, rounds: int,
                   on_round: Callable[[], None] | None = None) -> FinalLatency:
     """The exported engine against its uncompressed baseline over ``rounds`` or more fresh processes, by the
@@ -432,8 +438,8 @@ class _CompressJob:
 
     def benchmark(self, policy: Policy, space: SearchSpace, resolved: ResolvedBudget) -> CompressSummary:
         """Benchmark the export against the uncompressed model and write the summary: measured where the backend
-        can measure here (over ``final_rounds`` measurements), otherwise the table's prediction, labelled so."""
-        rounds = self.backend.final_rounds
+        can measure here (over ``verdict_processes`` measurements), otherwise the table's prediction, labelled so."""
+        rounds = verdict_processes(self.backend, self.target)
         self.stages.start(BENCH_STAGE, rounds)
         artifacts = self.run.path(RunFiles.ARTIFACTS)
         if self.stages.reused(RunFiles.BENCH):

@@ -58,6 +58,9 @@ class Target:
     measure: MeasureSettings = field(default_factory=MeasureSettings)
     roofline: Roofline | None = None
     device: DeviceSettings | None = None  # None: this machine is the device
+    # [measure] final_processes: fresh processes the exported engine is timed in for compress's verdict (None: the
+    # backend's own number). Kept out of MeasureSettings, which the device agent times with and never needs it.
+    final_processes: int | None = None
     path: str = ""
 
     def candidate_widths(self, full_width: int, prunable: bool = True, removable: bool = False, step: int = 1
@@ -78,8 +81,8 @@ class Target:
         return [self.candidate_widths(b.full_width, b.prunable, b.removable, b.step) for b in blocks]
 
 
-_TOP_KEYS = {f.name for f in fields(Target)} - {"path"} | {"schema_version"}
-_MEASURE_KEYS = {f.name for f in fields(MeasureSettings)}
+_TOP_KEYS = {f.name for f in fields(Target)} - {"path", "final_processes"} | {"schema_version"}
+_MEASURE_KEYS = {f.name for f in fields(MeasureSettings)} | {"final_processes"}
 _ROOFLINE_KEYS = {f.name for f in fields(Roofline)}
 _DEVICE_KEYS = {f.name for f in fields(DeviceSettings)}
 _REQUIRED = {"name", "backend", "execution_provider", "precisions", "threads", "batch_size", "channel_multiple",
@@ -121,10 +124,13 @@ def parse_target(path: Path) -> Target:
     if not fractions or any(not 0 <= f <= 1 for f in fractions):
         raise TargetError(f"{path}: 'width_fractions' must be a non-empty list of numbers in [0, 1] "
                           "(0 = the block may be removed)")
-    measure_raw = raw.get("measure", {})
+    measure_raw = dict(raw.get("measure", {}))
     unknown = sorted(set(measure_raw) - _MEASURE_KEYS)
     if unknown:
         raise TargetError(f"{path}: unknown key(s) in [measure]: {', '.join(unknown)}")
+    final_processes = measure_raw.pop("final_processes", None)
+    if final_processes is not None:
+        _check_positive(path, "final_processes", final_processes)
     roofline = _parse_roofline(path, raw.get("roofline"), precisions)
     device = _parse_device(path, raw.get("device"), backend)
     shape = raw.get("input_shape")
@@ -144,6 +150,7 @@ def parse_target(path: Path) -> Target:
         measure=MeasureSettings(**measure_raw),
         roofline=roofline,
         device=device,
+        final_processes=final_processes,
         path=str(path),
     )
 
