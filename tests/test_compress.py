@@ -67,16 +67,19 @@ def test_compress_end_to_end(uninterrupted):
                                                                                               "cpu")
     assert plan["train_folder"].endswith("train") and summary["bad_images"] == []
     candidates = _candidates(run)
-    # The closed loop searches again (with its own evaluations) when the finalists missed the budget on the device,
-    # which a noisy machine decides; the first search alone is bounded by --evals.
-    assert 1 <= len([c for c in candidates if "closed-loop round" not in c["strategy"]]) <= 6
+    # The closed loop searches a corrected table again (its own evaluations, against its own budget) when the
+    # finalists missed the budget on the device, which a noisy machine decides: only the first search is bounded by
+    # --evals and by the budget in the table's units (the closed loop's searches: test_budget_loop.py).
+    first = [c for c in candidates if "closed-loop round" not in c["strategy"]]
+    assert 1 <= len(first) <= 6
     baseline = json.loads((run / "baseline.json").read_text())
-    # Every candidate is feasible by the table (the budget in table units).
-    assert all(c["predicted_ms"] <= baseline["budget_table_ms"] + 1e-9 for c in candidates)
+    assert all(c["predicted_ms"] <= baseline["budget_table_ms"] + 1e-9 for c in first)
     assert (tmp_path / "tables" / "resnet20__quick-cpu.json").is_file()
 
     policy = load_policy(run / "policy.json")
-    assert policy.predicted_latency_ms <= baseline["budget_table_ms"] + 1e-9
+    loop = json.loads((run / "finalists.json").read_text())
+    if next(r["round"] for r in loop["rows"] if r["chosen"]) == 0:  # later rounds answer to their corrected table
+        assert policy.predicted_latency_ms <= baseline["budget_table_ms"] + 1e-9
     chosen = max(candidates, key=lambda c: (c["top1"], -c["kl"]))
     assert summary["proxy_top1"] in {c["top1"] for c in candidates}
     assert summary["proxy_top1"] <= chosen["top1"]

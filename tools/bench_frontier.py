@@ -102,16 +102,21 @@ def compress_row(target: str, budget: str, arm: str, args, workdir: Path) -> dic
     row = {"target": target, "budget": budget, "arm": arm, "wall_s": time.perf_counter() - start, "run_dir": str(run)}
     if done.returncode != 0:
         return {**row, "error": _error(done)}
-    summary = json.loads(done.stdout)
+    return {**row, **read_run(run)}
+
+
+def read_run(run: Path) -> dict:
+    """What a finished compress run directory says: verdict, timings, top-1, search time, fine-tune, policy."""
+    summary = json.loads((run / "summary.json").read_text())
     search = json.loads((run / "search.json").read_text())
     manifest = json.loads((run / "artifacts" / "manifest.json").read_text())
-    policy = json.loads((run / "policy.json").read_text())
-    return {**row, **{k: summary[k] for k in ("verdict", "budget_ms", "budget_ratio", "measured_ms",
-                                              "measured_rounds_ms", "uncompressed_ms", "uncompressed_rounds_ms",
-                                              "speedup", "top1_before", "top1_after", "test_images")},
+    blocks = json.loads((run / "policy.json").read_text())["blocks"]
+    return {**{k: summary[k] for k in ("verdict", "budget_ms", "budget_ratio", "measured_ms", "measured_rounds_ms",
+                                       "uncompressed_ms", "uncompressed_rounds_ms", "speedup", "top1_before",
+                                       "top1_after", "test_images")},
             "search_s": search["seconds"], "evaluation_s": search["evaluation_seconds"],
             "strategy_s": search["strategy_seconds"], "evals_used": search["evals_used"],
-            "finetune": manifest.get("finetune"), "precisions": policy["precisions"], "widths": policy["widths"]}
+            "finetune": manifest.get("finetune"), "policy": [[b["width"], b["precision"]] for b in blocks]}
 
 
 def plain_row(target: str, name: str, precision: str, epochs: str, workdir: Path, test, normalize) -> dict:

@@ -5,9 +5,9 @@ uses (torch-pruning, Fisher channel importance), its BatchNorm statistics re-est
 and its INT8 blocks simulated as ONNX Runtime will run them (``apply/fake_quant.py``, the simulation the
 quantization-aware fine-tune trains with: BN-folded per-channel INT8 weights, UINT8 activations at the tensors
 ONNX Runtime quantizes, ranges calibrated on the FP32 graph like export's). It is scored on a held-out part of
-the *train* split, never the test split: top-1 against the labels (the proxy accuracy the search maximises) and, against the uncompressed
-model, argmax agreement and mean KL divergence of the softmax outputs. Results are cached by configuration,
-so a configuration is built and scored once however many strategies or seeds propose it.
+the *train* split, never the test split: top-1 against the labels (the proxy accuracy the search maximises) and,
+against the uncompressed model, argmax agreement and mean KL divergence of the softmax outputs. Results are cached
+by configuration, so a configuration is built and scored once however many strategies or seeds propose it.
 """
 
 from __future__ import annotations
