@@ -18,6 +18,9 @@ Per target, once:
 * ``reference``: the uncompressed model distilled with the recipe (``--reference-epochs``), against which every
   arm's accuracy change is reported, so fine-tuning on train images is not credited to compression.
 
+Both per-target arms go through ``hirelc export``, which re-estimates BatchNorm on training images before anything
+else, as every compress arm does: the comparison holds that step constant.
+
     python tools/bench_frontier.py                                    # the 6 points
     python tools/bench_frontier.py --points "cpu-ort-1t=0.5x,0.28x" --evals 40 --finetune-minutes 6
     python tools/bench_frontier.py --keep --points ""                 # only the table and plot, from the JSON
