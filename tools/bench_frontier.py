@@ -25,7 +25,8 @@ else, as every compress arm does: the comparison holds that step constant.
     python tools/bench_frontier.py --points "cpu-ort-1t=0.5x,0.28x" --evals 40 --finetune-minutes 6
     python tools/bench_frontier.py --keep --points ""                 # only the table and plot, from the JSON
 
-prints a table, writes ``tools/results/bench_frontier.json`` (``.md``, ``.png``); ``--keep`` skips what the JSON
+prints a table, writes ``tools/results/bench_frontier.json`` and ``.md`` (tracked) and ``.png`` (not tracked: drawn
+again from the JSON with ``--keep --points ""``); ``--keep`` skips what the JSON
 already holds, so an interrupted benchmark continues.
 """
 
@@ -44,10 +45,12 @@ from rich.console import Console
 from rich.table import Table
 
 from hirelc_deploy.data import Normalize, load_images, open_dataset
-from hirelc_deploy.jobs.compress import final_latency, verdict_processes
+from hirelc_deploy.jobs.compress import final_latency
+from hirelc_deploy.latency.table import default_table_path
 from hirelc_deploy.models import get_model_spec
+from hirelc_deploy.report.plots import new_figure, to_png
 from hirelc_deploy.runs import atomic_write_bytes, atomic_write_json, atomic_write_text
-from hirelc_deploy.settings import REPO_ROOT, shared_dir
+from hirelc_deploy.settings import REPO_ROOT, shared_dir, tables_dir
 from hirelc_deploy.targets import backend_of, load_target
 
 MODEL = "resnet56"
@@ -128,7 +131,7 @@ def plain_row(target: str, name: str, precision: str, epochs: str, workdir: Path
     out = workdir / f"{target}-{name}"
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    table = Path(os.environ["HIRELC_TABLES"]) / f"{MODEL}__{target}.json"
+    table = default_table_path(tables_dir(), MODEL, target)
     done = _hirelc("plan", "--table", str(table), "--fraction", "1.0", "--precision", precision,
                    "--out", str(out / "policy.json"))
     if done.returncode == 0:
@@ -140,7 +143,7 @@ def plain_row(target: str, name: str, precision: str, epochs: str, workdir: Path
     loaded = load_target(target)
     backend = backend_of(loaded)
     result = backend.bench_export(out / "art", loaded, test, normalize)
-    latency = final_latency(backend, out / "art", loaded, result, verdict_processes(backend, loaded))
+    latency = final_latency(backend, out / "art", loaded, result)
     return {**row, "wall_s": time.perf_counter() - start, "measured_ms": latency.engine_ms,
             "measured_rounds_ms": latency.engine_rounds_ms, "uncompressed_ms": latency.uncompressed_ms,
             "uncompressed_rounds_ms": latency.uncompressed_rounds_ms, "speedup": latency.speedup,
@@ -235,15 +238,9 @@ def _finish(console: Console, report: dict, out: Path) -> None:
 
 def _plot(report: dict) -> bytes:
     """Accuracy change against the reference versus measured speedup, one panel per target."""
-    import io
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     rows = [r for r in report["rows"] if "error" not in r and r["arm"] != "reference"]
     targets = list(dict.fromkeys(r["target"] for r in rows)) or ["(no rows)"]
-    figure = Figure(figsize=(5.5 * len(targets), 4.2))
-    FigureCanvasAgg(figure)
+    figure = new_figure(5.5 * len(targets), 4.2)
     for i, target in enumerate(targets):
         ax = figure.add_subplot(1, len(targets), i + 1)
         reference = _reference(report, target)
@@ -259,10 +256,7 @@ def _plot(report: dict) -> bytes:
         ax.set(title=target, xlabel="measured speedup vs FP32 engine (x)",
                ylabel="top-1 change vs fine-tuned uncompressed (points)")
         ax.legend(fontsize=8)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    return buffer.getvalue()
+    return to_png(figure)
 
 
 if __name__ == "__main__":

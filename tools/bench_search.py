@@ -33,7 +33,7 @@ from rich.table import Table
 from hirelc_deploy.apply import DistillConfig
 from hirelc_deploy.budget import parse_budget
 from hirelc_deploy.data import Normalize, load_images, open_dataset
-from hirelc_deploy.jobs.compress import calibrated_space, final_latency, verdict_processes
+from hirelc_deploy.jobs.compress import calibrated_space, final_latency
 from hirelc_deploy.jobs.finalists import BudgetNotMet, close_the_loop
 from hirelc_deploy.verdict import judge
 from hirelc_deploy.jobs.profile import ensure_table
@@ -167,7 +167,7 @@ def _strategy_row(outcomes, space, spec, target, budget, teacher, data, data_con
         export_policy(teacher, spec, policy, target, data, data_config, DistillConfig(epochs=args.finetune_epochs),
                       artifacts, table.fingerprint, sensitivity, "fisher")
         result = backend.bench_export(artifacts, target, test, Normalize(spec.mean, spec.std))
-        latency = final_latency(backend, artifacts, target, result, verdict_processes(backend, target))
+        latency = final_latency(backend, artifacts, target, result)
     budget_ms, ratio, text = judge(budget, latency)
     return {
         **seeds, "finalists": finalists.to_dict(), "exported_proxy_top1": chosen.result.top1,

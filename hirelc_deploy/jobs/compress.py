@@ -195,12 +195,13 @@ def verdict_processes(backend: Backend, target: Target) -> int:
     return target.final_processes or backend.final_rounds
 
 
-def final_latency(backend: Backend, artifacts: Path, target: Target, first: BenchResult, rounds: int,
+def final_latency(backend: Backend, artifacts: Path, target: Target, first: BenchResult,
                   on_round: Callable[[], None] | None = None) -> FinalLatency:
-    """The exported engine against its uncompressed baseline over ``rounds`` or more fresh processes, by the
-    fast-state rule of ``verdict.py``; ``first`` (the benchmark's own timing) is the first process."""
+    """The exported engine against its uncompressed baseline over ``verdict_processes`` or more fresh processes,
+    by the fast-state rule of ``verdict.py``; ``first`` (the benchmark's own timing) is the first process."""
     return measure_final(lambda: backend.time_export(artifacts, target),
-                         (first.latency_ms["median_ms"], first.baseline_latency_ms["median_ms"]), rounds, on_round)
+                         (first.latency_ms["median_ms"], first.baseline_latency_ms["median_ms"]),
+                         verdict_processes(backend, target), on_round)
 
 
 class Stages:
@@ -455,8 +456,7 @@ class _CompressJob:
             if self.stages.reused(RunFiles.FINAL_LATENCY):
                 latency = FinalLatency.load(self.run.path(RunFiles.FINAL_LATENCY))
             else:
-                latency = final_latency(self.backend, artifacts, self.target, result, rounds,
-                                        self.reporter.advance)
+                latency = final_latency(self.backend, artifacts, self.target, result, self.reporter.advance)
                 latency.save(self.run.path(RunFiles.FINAL_LATENCY))
         summary = self._summary(policy, space, resolved, result, latency)
         summary.save(self.run.path(RunFiles.SUMMARY))
