@@ -12,10 +12,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .cli_common import (MODEL_HELP, console, device_option, emit, finetune_epochs_option, finetune_minutes_option,
-                         input_shape_option, json_option, loading_option, model_arg_option, model_ref, norm_option,
-                         preprocess_option, qat_option, reporter_bars, resize_option, skip_bad_option, state,
-                         workers_option)
+from .cli_common import (MODEL_HELP, console, device_option, emit, executor_option, finetune_epochs_option,
+                         finetune_minutes_option, input_shape_option, json_option, loading_option, model_arg_option,
+                         model_ref, norm_option, preprocess_option, qat_option, ray_address_option, reporter_bars,
+                         resize_option, skip_bad_option, state, workers_option)
 from .cli_compress import compress_cmd
 from .cli_models import inspect_cmd, models_cmd
 from .cli_output import print_engine_export, print_validation
@@ -130,7 +130,12 @@ def profile_cmd(
     input_shape: Optional[str] = input_shape_option(),
     mean: Optional[str] = norm_option("--mean"),
     std: Optional[str] = norm_option("--std"),
-    target: str = typer.Option(..., "--target", "-t", help="Target name (see `hirelc targets`) or a .toml path."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="Target name (see `hirelc targets`) or a "
+                                         ".toml path."),
+    targets: Optional[str] = typer.Option(None, "--targets", help="Several targets, comma-separated: each profiled "
+                                          "(and validated) with its own table and run directory; with --executor "
+                                          "ray, the devices at once, each measured through its own lease."),
+    executor: str = executor_option(), ray_address: Optional[str] = ray_address_option(),
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write the table "
                                        "(default $HIRELC_HOME/tables/MODEL__TARGET.json; for your own model MODEL "
                                        "is the factory's name and a digest of its arguments and input)."),
@@ -154,9 +159,21 @@ def profile_cmd(
     Example:
       hirelc profile --model resnet56 --target cpu-ort-1t --validate 8
       hirelc profile --model resnet56 --target trt-h100-b1 --predict     # plan a GPU budget without the GPU
+      hirelc profile --model resnet56 --targets cpu-ort-1t,edge-box --executor ray   # two devices at once
     """
     from .jobs.profile import profile
+    from .search.executors import make_executor
 
+    if (target is None) == (targets is None):
+        raise InputError("--target/--targets: give exactly one of them")
+    if targets is not None:
+        for flag, value in (("--out", out), ("--table", table_path), ("--predict", predict), ("--run-dir", run_dir)):
+            if value:
+                raise InputError(f"{flag}: applies to one --target, not to --targets")
+        _profile_targets(model_ref(model, model_args, input_shape, mean, std), targets,
+                         make_executor(executor, ray_address), validate_n, _fractions(fractions), seed, as_json)
+        return
+    make_executor(executor, ray_address)  # checks the flags; one target is measured here either way
     with reporter_bars() as reporter:
         result = profile(model_ref(model, model_args, input_shape, mean, std), target, out=out,
                          validate_count=validate_n, table=table_path,
@@ -182,6 +199,27 @@ def profile_cmd(
     if result.validation:
         print_validation(result.validation)
     console.print(f"run directory: {result.run_dir}\nreport: {result.report}")
+
+
+def _profile_targets(ref, targets: str, executor, validate_n: int, fractions, seed: int, as_json: bool) -> None:
+    from .jobs.fleet import profile_fleet
+
+    names = [name.strip() for name in targets.split(",") if name.strip()]
+    if not names:
+        raise InputError(f"--targets {targets!r}: expected comma-separated target names")
+    with reporter_bars() as reporter:
+        results = profile_fleet(ref, names, executor=executor, validate_count=validate_n, fractions=fractions,
+                                seed=seed, reporter=reporter)
+    rows = [{"target": r.table.target, "table": str(r.table_path), "run_dir": str(r.run_dir),
+             "report": str(r.report), "fixed_ms": r.table.fixed_ms,
+             **({"validation": r.validation.summary()} if r.validation else {})} for r in results]
+    if as_json:
+        emit(rows)
+    elif not state["quiet"]:
+        for row, result in zip(rows, results):
+            console.print(f"{row['target']}: table {row['table']}, run directory {row['run_dir']}")
+            if result.validation:
+                print_validation(result.validation)
 
 
 @app.command("sensitivity")

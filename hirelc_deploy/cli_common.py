@@ -82,6 +82,18 @@ def device_option():
                         "training on CUDA). Latency is always measured on the target.")
 
 
+def executor_option():
+    """``--executor``: where candidate evaluations (and, with Ray, measurements through each device's lease) run."""
+    return typer.Option("local", "--executor", help="Where candidate evaluations run: local (this process) or ray "
+                        "(Ray tasks; pip install 'hirelc-deploy[ray]'). A seed's result is the same with either.")
+
+
+def ray_address_option():
+    """``--ray-address``: the Ray cluster of ``--executor ray``."""
+    return typer.Option(None, "--ray-address", help="With --executor ray: auto (the cluster this machine is in) or "
+                        "ray://HOST:PORT; default a Ray instance started on this machine for the run.")
+
+
 def loading_option():
     """``--data-loading``: decode into memory or stream."""
     return typer.Option("auto", "--data-loading", help="memory (decode the images used once), stream (DataLoader "

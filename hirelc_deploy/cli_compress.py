@@ -8,10 +8,10 @@ from typing import Optional
 
 import typer
 
-from .cli_common import (MODEL_HELP, console, device_option, emit, finetune_epochs_option, finetune_minutes_option,
-                         input_shape_option, json_option, loading_option, model_arg_option, model_fields, norm_option,
-                         preprocess_option, qat_option, reporter_bars, resize_option, skip_bad_option, state,
-                         workers_option)
+from .cli_common import (MODEL_HELP, console, device_option, emit, executor_option, finetune_epochs_option,
+                         finetune_minutes_option, input_shape_option, json_option, loading_option, model_arg_option,
+                         model_fields, norm_option, preprocess_option, qat_option, ray_address_option, reporter_bars,
+                         resize_option, skip_bad_option, state, workers_option)
 from .cli_output import print_summary
 from .errors import InputError
 from .records import DataOptions
@@ -63,6 +63,13 @@ def compress_cmd(
                                           "or kill: finished stages and evaluations are reused, the search ends "
                                           "where an uninterrupted run would. Other flags may be left out; any "
                                           "given must match the run's."),
+    check_targets: Optional[str] = typer.Option(None, "--check-targets", help="Other targets, comma-separated: the "
+                                                "chosen policy is also exported for each and timed on its device "
+                                                "against the same budget (a verdict each, in checks.json and the "
+                                                "report)."),
+    executor: str = executor_option(), ray_address: Optional[str] = ray_address_option(),
+    eval_gpus: float = typer.Option(0.0, "--eval-gpus", min=0.0, help="With --executor ray: GPUs each evaluation "
+                                    "task asks for (0.25 puts four on one GPU)."),
     as_json: bool = json_option(),
 ):
     """Compress a trained model for a latency budget: search, apply for real, fine-tune, export, re-measure.
@@ -75,38 +82,48 @@ def compress_cmd(
       hirelc compress --model resnet56 --weights ../shared/models/cifar10-resnet/resnet56-4bfd9763.th \\
           --data ../shared/datasets/cifar10 --target cpu-ort-1t --latency-budget 0.5x --evals 100 --run-dir runs/r56
       hirelc compress --resume runs/r56      # after a crash or kill -9
+      hirelc compress ... --executor ray --ray-address auto   # evaluations on a Ray cluster
     """
     from .apply import parse_epochs
     from .jobs import compress as library
+    from .search.executors import make_executor
 
     options = {"strategy": strategy, "evals": evals, "finetune_epochs": parse_epochs(finetune_epochs),
                "finetune_images": finetune_images, "finetune_minutes": finetune_minutes, "qat": qat,
                "heldout_images": heldout_images, "test_per_class": test_per_class,
                "finalists": finalists, "finalist_images": finalist_images, "seed": seed, "table": table_path,
                "data_options": DataOptions(device, loading, preprocess, resize, workers, skip_bad),
+               "check_targets": [name.strip() for name in (check_targets or "").split(",") if name.strip()],
                **model_fields(model_args, input_shape, mean, std)}
     required = {"model": model, "weights": weights, "data": data, "target": target, "latency_budget": latency_budget}
+    runner = make_executor(executor, ray_address, eval_gpus)
     with reporter_bars() as reporter:
         if resume:
             if run_dir and run_dir.resolve() != resume.resolve():
                 raise InputError(f"--run-dir {run_dir}: a resumed run stays in its directory ({resume})")
             given = {name: value for name, value in {**required, **options}.items()
                      if any(_given(ctx, param) for param in _PARAM_NAMES.get(name, (name,)))}
-            result = library.resume(resume, reporter, **given)
+            result = library.resume(resume, reporter, executor=runner, **given)
         else:
             missing = ["--" + name.replace("_", "-") for name, value in required.items() if value is None]
             if missing:
                 raise InputError(f"{', '.join(missing)}: required (unless --resume RUN_DIR)")
-            result = library.compress(**required, run_dir=run_dir, reporter=reporter, **options)
+            result = library.compress(**required, run_dir=run_dir, reporter=reporter, executor=runner,
+                                      **options)
     summary = result.summary
+    checks = result.checks.to_dict()["checks"] if result.checks else []
     if as_json:
-        emit({**summary.to_dict(), "run_dir": str(result.run_dir), "report": str(result.report)})
+        emit({**summary.to_dict(), "checks": checks, "run_dir": str(result.run_dir), "report": str(result.report)})
     elif state["quiet"]:
         latency = summary.measured_ms if summary.measured else summary.predicted_ms
         print(f"{latency:.4f} ms (budget {summary.budget_ms:.4f} ms, {summary.verdict}), "
               f"top-1 {100 * summary.top1_after:.2f}%")
     else:
         print_summary(summary)
+        for check in checks:
+            latency = check["latency"]
+            console.print(f"on {check['target']} (batch {check['batch_size']}): {latency['engine_ms']:.4f} ms against "
+                          f"{check['budget_ms']:.4f} ms, {latency['speedup']:.2f}x: {check['verdict']}")
         console.print(f"run directory: {result.run_dir}\nreport: {result.report}")
 
 

@@ -282,17 +282,26 @@ def export_policy(teacher: nn.Module, spec: ModelSpec, policy: Policy, target: T
         distill_config = replace(distill_config, fake_quant=False)
     student, sparse_layers, tuned = apply_policy(teacher, spec, policy, data, config, distill_config, sensitivity,
                                                  criterion, progress, sparse_blocks)
-    shape = (target.batch_size, *spec.input_shape)
-    calibration = static_batches(data.train, data, target.batch_size, config.calibration_images)
-    checks = static_batches(data.heldout, data, target.batch_size, max(64, target.batch_size))
     finetune = {**asdict(distill_config), **tuned, "train_images": len(data.train), "criterion": criterion,
                 "seed": config.seed}
     if device_of(student).type != "cpu":  # graphs are exported and checked from the CPU
         student, teacher = student.cpu(), copy.deepcopy(teacher).cpu()
-    with torch.no_grad():
-        manifest = backend_of(target).write_artifact(student, teacher, spec, policy, shape, calibration, checks,
-                                                      out_dir, table_fingerprint, finetune, sparse_layers)
+    manifest = write_for_target(student, teacher, spec, policy, target, data, config, out_dir, table_fingerprint,
+                                finetune, sparse_layers)
     return student, manifest
+
+
+def write_for_target(student: nn.Module, teacher: nn.Module, spec: ModelSpec, policy: Policy, target: Target,
+                     data: PreparedData, config: DataConfig, out_dir: Path, table_fingerprint: dict, finetune: dict,
+                     sparse_layers=()) -> Manifest:
+    """Write the already fine-tuned ``student`` (on the CPU) as ``target``'s artifact: its batch, its backend's
+    graph and quantization, calibrated and checked on training and held-out images."""
+    shape = (target.batch_size, *spec.input_shape)
+    calibration = static_batches(data.train, data, target.batch_size, config.calibration_images)
+    checks = static_batches(data.heldout, data, target.batch_size, max(64, target.batch_size))
+    with torch.no_grad():
+        return backend_of(target).write_artifact(student, teacher, spec, policy, shape, calibration, checks,
+                                                  out_dir, table_fingerprint, finetune, sparse_layers)
 
 
 def measure_sensitivity(model: str | ModelRef, weights: Path, data: Path, samples: int = 256, seed: int = 0,

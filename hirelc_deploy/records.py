@@ -187,6 +187,7 @@ class CompressConfig:
     mean: list[float] | None = None
     std: list[float] | None = None
     data_options: DataOptions = DataOptions()
+    check_targets: list[str] = dataclasses.field(default_factory=list)  # the policy also timed on these (each)
 
     @property
     def model_ref(self) -> ModelRef:
@@ -294,6 +295,7 @@ class SearchRecord(Record):
     # the strategy's own computation (the search's wall time less the evaluations it ran).
     evaluation_seconds: float
     strategy_seconds: float
+    executor: str = "local (this process)"  # what ran the evaluations (``search.executors``)
     schema_version: int = 2
 
 
@@ -360,6 +362,29 @@ class FinalLatency(Record):
     rule: str = ""  # which processes the figures above are the median of, and why
     all_speedup: float | None = None  # the median over every process, whatever its state
     schema_version: int = 2
+
+
+@dataclass(frozen=True)
+class TargetCheck:
+    """The chosen policy exported for one more target and timed on its device against the same budget."""
+
+    target: str
+    measured_on: str
+    batch_size: int
+    budget_ms: float
+    budget_ratio: float  # measured / budget
+    verdict: str
+    latency: FinalLatency  # the engine against that target's uncompressed model, process by process
+
+
+@dataclass(frozen=True)
+class TargetChecks(Record):
+    """``checks.json``: the policy checked against every ``--check-targets`` target's budget."""
+
+    what: ClassVar[str] = "target checks record"
+    budget: str
+    checks: list[TargetCheck]
+    schema_version: int = 1
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,8 @@ class RunFiles:
     FINAL_LATENCY = "final_latency.json"
     SUMMARY = "summary.json"
     VALIDATION = "validation.json"
+    CHECKS = "checks.json"
+    CHECK_ARTIFACTS = "checks"
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,8 @@ COMPRESS_STAGES = (
 )
 TABLE_STAGE, SENSITIVITY_STAGE, CALIBRATION_STAGE, SEARCH_STAGE, FINALISTS_STAGE, EXPORT_STAGE, BENCH_STAGE = \
     COMPRESS_STAGES
+# Only with --check-targets, after the run's own result (summary.json) is written.
+CHECK_STAGE = Stage("the check on the other targets", (RunFiles.CHECKS,))
 
 
 def now() -> str:

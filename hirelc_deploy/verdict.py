@@ -69,6 +69,12 @@ def measure_final(time_once: Callable[[], tuple[float, float]], first: tuple[flo
     return final_latency(pairs, min_fast)
 
 
+def verdict_processes(backend, target) -> int:
+    """How many measurements of an exported engine a verdict takes: the target's ``[measure] final_processes``,
+    else the backend's ``final_rounds``."""
+    return target.final_processes or backend.final_rounds
+
+
 def judge(budget: Budget, latency: FinalLatency) -> tuple[float, float, str]:
     """(budget ms, ratio to it, verdict) of a measured engine: the budget against the uncompressed model timed in
     the same processes as the engine."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import onnx
 import pytest
 
 from hirelc_deploy.artifacts import load_manifest
@@ -47,7 +49,10 @@ def uninterrupted(tmp_path_factory):
         pytest.skip(f"shared data not found at {root} (set HIRELC_SHARED)")
     tmp = tmp_path_factory.mktemp("compress")
     run = tmp / "run"
-    result = _compress(tmp, root, *QUICK_RUN, "--run-dir", str(run), "--json")
+    other = tmp / "quick-cpu-b2.toml"  # the policy is also checked on a second target: batch 2
+    other.write_text(QUICK_TARGET.replace('name = "quick-cpu"', 'name = "quick-cpu-b2"').replace(
+        "batch_size = 1", "batch_size = 2"))
+    result = _compress(tmp, root, *QUICK_RUN, "--run-dir", str(run), "--check-targets", str(other), "--json")
     assert result.returncode == 0, result.stderr
     return run, json.loads(result.stdout), tmp
 
@@ -95,6 +100,17 @@ def test_compress_end_to_end(uninterrupted):
     assert 0.0 <= summary["top1_after"] <= 1.0 and summary["top1_before"] > 0.5
     summary = dict(summary)
     assert summary.pop("run_dir") == str(run) and summary.pop("report") == str(run / "report.html")
+    checks = summary.pop("checks")
+    assert checks == json.loads((run / "checks.json").read_text())["checks"]
+    assert [(c["target"], c["batch_size"]) for c in checks] == [("quick-cpu-b2", 2)]
+    check = checks[0]
+    # A fractional budget is of each target's own uncompressed model, timed beside the engine.
+    assert check["budget_ms"] == pytest.approx(0.6 * check["latency"]["uncompressed_ms"])
+    assert (check["budget_ratio"] <= 1.0) == (check["latency"]["engine_ms"] <= check["budget_ms"])
+    other = load_manifest(run / "checks" / "quick-cpu-b2")
+    assert other.policy == manifest.policy and other.verify(run / "checks" / "quick-cpu-b2") == []
+    graph = onnx.load(run / "checks" / "quick-cpu-b2" / "model.onnx").graph
+    assert graph.input[0].type.tensor_type.shape.dim[0].dim_value == 2
     assert summary == json.loads((run / "summary.json").read_text())
     # The quick target's [measure] final_processes = 3: three processes, more only while too few ran fast.
     final = json.loads((run / "final_latency.json").read_text())
@@ -102,6 +118,7 @@ def test_compress_end_to_end(uninterrupted):
     assert json.loads((run / "status.json").read_text())["state"] == "complete"
     assert "stage: the timing of the finalists" in (run / "run.log").read_text()
     assert (run / "report.html").stat().st_size > 10_000
+    assert "The policy on other targets" in (run / "report.html").read_text()
 
 
 def test_compress_refuses_a_budget_below_the_fastest_configuration(uninterrupted, tmp_path, shared):
@@ -123,8 +140,9 @@ def _without_timing(records: list[dict]) -> list[dict]:
 
 def test_kill_9_during_the_search_then_resume_ends_like_the_uninterrupted_run(uninterrupted, tmp_path, shared):
     """A copy of the uninterrupted run as it stood when its search began (same measurements, so the same
-    calibrated table) is resumed, killed with SIGKILL after two evaluations, and resumed again: it must record
-    every evaluation once and end with the uninterrupted run's evaluations and best configuration."""
+    calibrated table) is resumed, killed with SIGKILL after two evaluations, and resumed again (with Ray's
+    executor where it is installed): it must record every evaluation once and end with the uninterrupted run's
+    evaluations and best configuration."""
     whole, _, tables = uninterrupted
     run = tmp_path / "run"
     run.mkdir()
@@ -144,8 +162,13 @@ def test_kill_9_during_the_search_then_resume_ends_like_the_uninterrupted_run(un
     before = _candidates(run)
     assert json.loads((run / "status.json").read_text())["state"] == "running"
 
-    result = subprocess.run(command + ["--json"], capture_output=True, text=True, env=_env(tables), timeout=600)
+    # Resumed with the other executor where Ray is installed: the run must end the same.
+    executor = ["--executor", "ray"] if importlib.util.find_spec("ray") else []
+    result = subprocess.run(command + ["--json", *executor], capture_output=True, text=True, env=_env(tables),
+                            timeout=600)
     assert result.returncode == 0, result.stderr
+    if executor:
+        assert json.loads((run / "search.json").read_text())["executor"].startswith("ray")
     after = _candidates(run)
     assert after[:len(before)] == before
     assert _without_timing(after) == _without_timing(_candidates(whole))

@@ -46,6 +46,7 @@ from rich.table import Table
 
 from hirelc_deploy.data import Normalize, load_images, open_dataset
 from hirelc_deploy.jobs.compress import final_latency
+from hirelc_deploy.jobs.profile import ensure_table
 from hirelc_deploy.latency.table import default_table_path
 from hirelc_deploy.models import get_model_spec
 from hirelc_deploy.report.plots import new_figure, to_png
@@ -73,6 +74,7 @@ def _args() -> argparse.Namespace:
     p.add_argument("--reference-epochs", default="1", help="distillation epochs of the uncompressed reference")
     p.add_argument("--out", type=Path, default=REPO_ROOT / "tools" / "results" / "bench_frontier")
     p.add_argument("--keep", action="store_true", help="skip rows already in the output JSON")
+    p.add_argument("--executor", default="local", help="compress's --executor for every arm (same results)")
     return p.parse_args()
 
 
@@ -104,7 +106,8 @@ def compress_row(target: str, budget: str, arm: str, args, workdir: Path) -> dic
     run = workdir / f"{target}-{budget}-{arm}"
     start = time.perf_counter()
     done = _hirelc("compress", *_common(target), "--latency-budget", budget, "--evals", str(args.evals),
-                   "--finetune-minutes", str(args.finetune_minutes), *ARMS[arm], "--run-dir", str(run), "--json")
+                   "--finetune-minutes", str(args.finetune_minutes), *ARMS[arm], "--run-dir", str(run),
+                   "--executor", args.executor, "--json")
     row = {"target": target, "budget": budget, "arm": arm, "wall_s": time.perf_counter() - start, "run_dir": str(run)}
     if done.returncode != 0:
         return {**row, "error": _error(done)}
@@ -131,6 +134,8 @@ def plain_row(target: str, name: str, precision: str, epochs: str, workdir: Path
     out = workdir / f"{target}-{name}"
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    # plan refuses a table measured elsewhere (or on older graphs); compress would re-measure one, so do the same.
+    ensure_table(get_model_spec(MODEL), load_target(target), tables_dir())
     table = default_table_path(tables_dir(), MODEL, target)
     done = _hirelc("plan", "--table", str(table), "--fraction", "1.0", "--precision", precision,
                    "--out", str(out / "policy.json"))

@@ -42,6 +42,7 @@ from hirelc_deploy.pipeline import DataConfig, export_policy, load_model, prepar
 from hirelc_deploy.runs import atomic_write_json, atomic_write_text
 from hirelc_deploy.search import SearchSpace
 from hirelc_deploy.search.evaluate import EvalData, Evaluator
+from hirelc_deploy.search.executors import make_executor
 from hirelc_deploy.search.registry import STRATEGIES
 from hirelc_deploy.search.run import run_search
 from hirelc_deploy.settings import REPO_ROOT, shared_dir, tables_dir
@@ -62,6 +63,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--finetune-epochs", type=float, default=1.0)
     p.add_argument("--test-per-class", type=int, default=100)
     p.add_argument("--out", type=Path, default=REPO_ROOT / "tools" / "results" / "bench_search.json")
+    p.add_argument("--executor", default="local", help="where candidates are evaluated: local or ray (same results)")
+    p.add_argument("--ray-address", default=None, help="with --executor ray: auto or ray://HOST:PORT")
     return p.parse_args()
 
 
@@ -93,13 +96,15 @@ def main() -> int:
     data_config = DataConfig(seed=0, train_images=args.finetune_images, heldout_images=args.heldout_images)
     data = prepare_data(spec, data_root, data_config)
     sensitivity = sensitivity_of(teacher, spec, data, data_config)
-    evaluator = Evaluator(teacher, spec.blocks(), spec.input_shape, EvalData.from_prepared(data), sensitivity)
+    executor = make_executor(args.executor, args.ray_address)
+    evaluator = Evaluator(teacher, spec.blocks(), spec.input_shape, EvalData.from_prepared(data), sensitivity,
+                          executor=executor)
     test = load_images(open_dataset(data_root, "test", limit_per_class=args.test_per_class))
     strategies = args.strategies.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     report = {"model": MODEL, "evals": args.evals, "seeds": seeds, "heldout_images": args.heldout_images,
               "finetune": {"images": args.finetune_images, "epochs": args.finetune_epochs},
-              "test_images": len(test), "targets": {}}
+              "test_images": len(test), "executor": executor.describe(), "targets": {}}
     for target_name, target in targets.items():
         backend = backend_of(target)
         table, source = ensure_table(spec, target, tables_dir())

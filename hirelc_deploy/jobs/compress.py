@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import tempfile
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Callable
@@ -29,6 +30,7 @@ from .. import __version__
 from ..apply import DistillConfig, check_minutes, parse_epochs
 from ..budget import Budget, ResolvedBudget, parse_budget
 from ..compute import resolve_device
+from ..devices import leased_backend
 from ..data import Normalize
 from ..errors import InputError
 from ..artifacts import load_manifest
@@ -42,25 +44,29 @@ from ..pipeline import (DataConfig, PreparedData, check_dataset, export_policy, 
 from ..policy import Policy
 from ..precision import Precision
 from ..progress import Reporter, SilentReporter
-from ..records import (Baseline, BenchResult, Candidate, CompressConfig, CompressRunConfig, CompressSummary,
-                       FinalLatency, Finalists, ModelRef, Status, annotated_fields, conform)
+from ..records import (Baseline, BenchResult, CompressConfig, CompressRunConfig, CompressSummary,
+                       FinalLatency, Finalists, ModelRef, TargetChecks, annotated_fields, conform)
 from ..report import write_report
-from ..resumption import check_same_run, evaluation_cache, read_candidates, resumed_config
-from ..runs import (BENCH_STAGE, CALIBRATION_STAGE, EXPORT_STAGE, FINALISTS_STAGE, SEARCH_STAGE, SENSITIVITY_STAGE,
-                   TABLE_STAGE, RunDirectory, RunFiles, Stage, default_run_dir, now, run_log, sha256)
+from ..resumption import check_same_run, resumed_config
+from ..runs import (BENCH_STAGE, CALIBRATION_STAGE, CHECK_STAGE, EXPORT_STAGE, FINALISTS_STAGE, SEARCH_STAGE,
+                   SENSITIVITY_STAGE, TABLE_STAGE, RunDirectory, RunFiles, default_run_dir, now, run_log, sha256)
 from ..search import SearchSpace
 from ..search.context import Evaluation
 from ..search.evaluate import EvalData, EvalResult, Evaluator
+from ..search.executors import Executor, LocalExecutor
 from ..search.prior import DamageModel
 from ..search.registry import get_strategy
-from ..search.run import SearchOutcome, run_search
+from ..search.run import SearchOutcome
 from ..search.wall import repair
 from ..sensitivity import Sensitivity
 from ..settings import cache_dir, tables_dir
 from ..targets import Backend, Target, backend_of, current_fingerprint, load_target
-from ..verdict import judge, measure_final, verdict
+from ..verdict import judge, measure_final, verdict, verdict_processes
+from .checks import check_targets, load_check_targets
 from .finalists import BudgetNotMet, close_the_loop
+from .searching import checkpointed_search
 from .profile import ensure_table
+from .stages import Stages
 from .rerank import distilled_scores, finalist_steps
 
 log = logging.getLogger(__name__)
@@ -73,11 +79,12 @@ class CompressResult:
     summary: CompressSummary
     run_dir: Path
     report: Path
+    checks: TargetChecks | None = None  # the policy on the --check-targets (``jobs/checks.py``)
 
 
 def compress(model: str | ModelRef, weights: str | Path, data: str | Path, target: str | Path,
              latency_budget: str, *, run_dir: Path | None = None, reporter: Reporter | None = None,
-             **options) -> CompressResult:
+             executor: Executor | None = None, **options) -> CompressResult:
     """Compress a trained model for a latency budget: search, apply for real, fine-tune, export, re-measure.
 
     ``model`` is a zoo name or a ``ModelRef`` to a factory (``file.py:factory`` with its arguments, input shape
@@ -85,7 +92,9 @@ def compress(model: str | ModelRef, weights: str | Path, data: str | Path, targe
     number or "auto"), finetune_minutes, qat, finetune_images, heldout_images, test_per_class, finalists, seed,
     table, and ``data_options``: a
     ``DataOptions`` with the device and how images are read), with the CLI's defaults. The run
-    directory (default ``runs/STAMP-compress-MODEL-TARGET``) gets every record and ``report.html``.
+    directory (default ``runs/STAMP-compress-MODEL-TARGET``) gets every record and ``report.html``. ``executor``
+    (``search.executors.make_executor``) runs the candidate evaluations: this process by default, or Ray; the
+    result is the same.
     """
     ref = model if isinstance(model, ModelRef) else ModelRef(str(model))
     if "finetune_epochs" in options:
@@ -95,14 +104,17 @@ def compress(model: str | ModelRef, weights: str | Path, data: str | Path, targe
     config = CompressConfig(**_paths_absolute({**fields, "weights": weights, "data": data, "target": target,
                                                "latency_budget": latency_budget, **options}))
     spec = resolve_model(config.model_ref)
-    return run_compress(config, run_dir or default_run_dir("compress", spec.key, Path(str(target)).stem), reporter)
+    return run_compress(config, run_dir or default_run_dir("compress", spec.key, Path(str(target)).stem), reporter,
+                        executor=executor)
 
 
-def resume(run_dir: Path, reporter: Reporter | None = None, **given) -> CompressResult:
+def resume(run_dir: Path, reporter: Reporter | None = None, executor: Executor | None = None,
+           **given) -> CompressResult:
     """Continue the compress run in ``run_dir`` after a crash or kill: finished stages and evaluations are
     reused, and the search ends where an uninterrupted run would. Any ``CompressConfig`` field ``given`` must
-    match the run's."""
-    return run_compress(resumed_config(run_dir, _paths_absolute(given)), run_dir, reporter, resume=True)
+    match the run's; the executor need not be the one the run started with."""
+    return run_compress(resumed_config(run_dir, _paths_absolute(given)), run_dir, reporter, resume=True,
+                        executor=executor)
 
 
 PATH_FIELDS = ("weights", "data", "target", "table")
@@ -115,6 +127,8 @@ def _paths_absolute(values: dict) -> dict:
         return str(Path(value).resolve()) if Path(value).exists() else str(value)
 
     made = {k: absolute(v) if k in PATH_FIELDS and v is not None else v for k, v in values.items()}
+    if made.get("check_targets"):
+        made["check_targets"] = [absolute(v) for v in made["check_targets"]]
     if made.get("model"):
         made["model"] = absolute_reference(str(made["model"]))
     return made
@@ -161,40 +175,6 @@ def calibrated_space(table: LatencyTable, spec, target: Target, sensitivity, bud
     return SearchSpace(calibration.apply(table), target.precisions), calibration, measured[0]
 
 
-def checkpointed_search(config: CompressConfig, run: RunDirectory, space: SearchSpace, sensitivity: Sensitivity,
-                        evaluator: Evaluator, budget_table_ms: float, reporter: Reporter, round_index: int = 0
-                        ) -> SearchOutcome:
-    """The search, checkpointed after every evaluation in ``candidates.jsonl``. Evaluations already recorded
-    there (a resumed run) pre-fill the evaluator's cache and are not recorded twice (see ``resumption.py``).
-
-    Round 0 is the run's search (``search.json``). A later round is the closed loop searching again on a
-    corrected table (``jobs/finalists.py``): half the evaluations, a seed of its own, its candidates labelled
-    with the round."""
-    recorded = evaluation_cache(read_candidates(run.root))
-    evaluator.cache.update(recorded)
-    if recorded and not round_index:
-        log.info("resuming the search: %d evaluations recorded", len(recorded))
-    label = config.strategy + (f" (closed-loop round {round_index})" if round_index else "")
-
-    def record(evaluation: Evaluation) -> None:
-        if (evaluation.widths, evaluation.precisions) not in recorded:
-            run.append_jsonl(RunFiles.CANDIDATES, Candidate(strategy=label, **evaluation.to_dict()).to_dict())
-        reporter.advance()
-
-    evals = max(config.finalists, config.evals // 2) if round_index else config.evals
-    outcome = run_search(config.strategy, space, sensitivity, evaluator, budget_table_ms, evals,
-                         config.seed + round_index, record)
-    if not round_index:
-        outcome.record().save(run.path(RunFiles.SEARCH))
-    return outcome
-
-
-def verdict_processes(backend: Backend, target: Target) -> int:
-    """How many measurements of the exported engine the verdict takes: the target's ``[measure] final_processes``,
-    else the backend's ``final_rounds``."""
-    return target.final_processes or backend.final_rounds
-
-
 def final_latency(backend: Backend, artifacts: Path, target: Target, first: BenchResult,
                   on_round: Callable[[], None] | None = None) -> FinalLatency:
     """The exported engine against its uncompressed baseline over ``verdict_processes`` or more fresh processes,
@@ -204,38 +184,8 @@ def final_latency(backend: Backend, artifacts: Path, target: Target, first: Benc
                          verdict_processes(backend, target), on_round)
 
 
-class Stages:
-    """Announces each stage to the reporter, the log and ``status.json`` (which says where a run stopped)."""
-
-    def __init__(self, run: RunDirectory, reporter: Reporter):
-        self.run, self.reporter, self.name = run, reporter, ""
-
-    def start(self, stage: Stage, total: int | None = None, detail: str = "") -> None:
-        self.name = stage.name
-        self.reporter.phase(stage.name + (f" ({detail})" if detail else ""), total)
-        log.info("stage: %s%s", stage.name, f" ({detail})" if detail else "")
-        self._status("running")
-
-    def reused(self, record: str) -> bool:
-        """Whether ``record`` exists from before (a resumed run), saying so when it does."""
-        if self.run.has(record):
-            self.reporter.note(f"{self.name}: reusing {record} from the run directory")
-            log.info("%s: reusing %s", self.name, record)
-            return True
-        return False
-
-    def failed(self, error: BaseException) -> None:
-        self._status("failed", str(error))
-
-    def finished(self) -> None:
-        self._status("complete")
-
-    def _status(self, state: str, error: str | None = None) -> None:
-        Status(state, self.name, now(), error).save(self.run.path(RunFiles.STATUS))
-
-
 def run_compress(config: CompressConfig, run_dir: Path, reporter: Reporter | None = None,
-                 resume: bool = False) -> CompressResult:
+                 resume: bool = False, executor: Executor | None = None) -> CompressResult:
     """Run the whole compression workflow for ``config`` in ``run_dir``: the summary is also written to
     ``summary.json``, and ``report.html`` is written at the end.
 
@@ -243,7 +193,8 @@ def run_compress(config: CompressConfig, run_dir: Path, reporter: Reporter | Non
     holds is reused and the search replays its recorded evaluations (``resumption.py``). Every input is checked
     before the run directory is written to.
     """
-    job = _CompressJob(config, RunDirectory(run_dir, create=False), reporter or SilentReporter(), resume)
+    job = _CompressJob(config, RunDirectory(run_dir, create=False), reporter or SilentReporter(), resume,
+                       executor or LocalExecutor())
     job.run.create()
     with run_log(job.run):
         try:
@@ -252,17 +203,21 @@ def run_compress(config: CompressConfig, run_dir: Path, reporter: Reporter | Non
             job.stages.failed(exc)
             raise
         job.stages.finished()
-    return CompressResult(summary, job.run.root, write_report(job.run.root))
+    return CompressResult(summary, job.run.root, write_report(job.run.root), job.checks)
 
 
 class _CompressJob:
     """One compress run: its inputs, checked and loaded on construction, and one method per stage."""
 
-    def __init__(self, config: CompressConfig, run: RunDirectory, reporter: Reporter, resume: bool):
+    def __init__(self, config: CompressConfig, run: RunDirectory, reporter: Reporter, resume: bool,
+                 executor: Executor):
         self.config, self.run, self.reporter, self.resume = config, run, reporter, resume
         self.budget = check_config(config)
         self.spec, self.target = resolve_model(config.model_ref), load_target(config.target)
-        self.backend = backend_of(self.target)
+        self.executor = executor
+        self.others = load_check_targets(config.check_targets, self.target)
+        self.student, self.checks = None, None
+        self.backend = leased_backend(backend_of(self.target), self.target, getattr(executor, "ray", None))
         self.weights = resolve_weights(config.weights, cache_dir())
         self.device = resolve_device(config.data_options.device)
         self.teacher = load_model(self.spec, self.weights).to(self.device)
@@ -281,7 +236,7 @@ class _CompressJob:
             reporter.phase(TABLE_STAGE.name)
             self.table, self.table_source = ensure_table(
                 self.spec, self.target, tables_dir(), Path(config.table) if config.table else None,
-                progress=lambda *_: reporter.advance())
+                progress=lambda *_: reporter.advance(), backend=self.backend)
         # A fraction the table cannot meet is refused before anything is measured; an absolute budget waits for
         # the uncompressed model to be timed (the machine may run faster or slower than when it was profiled).
         if self.budget.relative:
@@ -315,7 +270,10 @@ class _CompressJob:
                               proxy_top1=chosen.result.top1, proxy_agreement=chosen.result.agreement)
         policy.save(self.run.path(RunFiles.POLICY))
         self.export(policy, sensitivity)
-        return self.benchmark(policy, space, resolved)
+        summary = self.benchmark(policy, space, resolved)
+        if self.others:
+            self.check(policy, sensitivity)
+        return summary
 
     def _write_config(self) -> None:
         # The table before the configuration: a run directory with a config.json always has its table.
@@ -369,7 +327,8 @@ class _CompressJob:
 
     def search(self, space: SearchSpace, sensitivity: Sensitivity, resolved: ResolvedBudget) -> SearchOutcome:
         self.evaluator = Evaluator(self.teacher, self.spec.blocks(), self.spec.input_shape,
-                                   EvalData.from_prepared(self.data), sensitivity)
+                                   EvalData.from_prepared(self.data), sensitivity, executor=self.executor)
+        log.info("candidate evaluations: %s", self.executor.describe())
         self.stages.start(SEARCH_STAGE, self.config.evals, self.config.strategy)
         return checkpointed_search(self.config, self.run, space, sensitivity, self.evaluator, resolved.table_ms,
                                    self.reporter)
@@ -418,12 +377,35 @@ class _CompressJob:
         self.stages.start(EXPORT_STAGE, finetune_image_count(self.data, self.data_config, plan.epochs))
         artifacts = self.run.path(RunFiles.ARTIFACTS)
         if not self._export_done(artifacts, policy):
-            _, manifest = export_policy(
-                self.teacher, self.spec, policy, self.target, self.data, self.data_config,
-                DistillConfig(epochs=self.config.finetune_epochs, max_minutes=self.config.finetune_minutes,
-                              fake_quant=self.config.qat),
-                artifacts, self.table.fingerprint, sensitivity, "fisher", lambda *_: self.reporter.advance())
-            self.reporter.note(finetune_note(manifest.finetune))
+            self.student = self._export_to(artifacts, policy, sensitivity)
+
+    def _export_to(self, artifacts: Path, policy: Policy, sensitivity: Sensitivity) -> torch.nn.Module:
+        student, manifest = export_policy(
+            self.teacher, self.spec, policy, self.target, self.data, self.data_config,
+            DistillConfig(epochs=self.config.finetune_epochs, max_minutes=self.config.finetune_minutes,
+                          fake_quant=self.config.qat),
+            artifacts, self.table.fingerprint, sensitivity, "fisher", lambda *_: self.reporter.advance())
+        self.reporter.note(finetune_note(manifest.finetune))
+        return student
+
+    def check(self, policy: Policy, sensitivity: Sensitivity) -> None:
+        """The policy on every ``--check-targets`` target, against the same budget (``checks.json``)."""
+        self.stages.start(CHECK_STAGE, sum(verdict_processes(backend_of(t), t) for t in self.others),
+                          ", ".join(t.name for t in self.others))
+        if self.stages.reused(RunFiles.CHECKS):
+            self.checks = TargetChecks.load(self.run.path(RunFiles.CHECKS))
+            return
+        if self.student is None:
+            # A resumed run whose export was reused: the student is not kept on disk, so it is fine-tuned again
+            # (same seed and recipe) into a scratch directory; the run's own artifacts are left as they are.
+            with tempfile.TemporaryDirectory() as scratch:
+                self.student = self._export_to(Path(scratch), policy, sensitivity)
+        finetune = load_manifest(self.run.path(RunFiles.ARTIFACTS)).finetune
+        self.checks = check_targets(self.student, self.teacher, self.spec, policy, self.others, self.budget,
+                                    self.data, self.data_config, finetune,
+                                    self.run.path(RunFiles.CHECK_ARTIFACTS), getattr(self.executor, "ray", None),
+                                    self.reporter.advance)
+        self.checks.save(self.run.path(RunFiles.CHECKS))
 
     def _export_done(self, artifacts: Path, policy: Policy) -> bool:
         """Whether ``artifacts`` holds a complete export of ``policy`` (manifest written last, checksums intact)

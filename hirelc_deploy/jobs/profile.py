@@ -25,7 +25,7 @@ from ..records import ModelRef, ProfileRunConfig
 from ..report import write_report
 from ..runs import RunDirectory, RunFiles, default_run_dir
 from ..settings import tables_dir
-from ..targets import Target, backend_of, current_fingerprint, load_target
+from ..targets import Backend, Target, backend_of, current_fingerprint, load_target
 
 
 @dataclass(frozen=True)
@@ -41,13 +41,15 @@ class ProfileResult:
 
 def profile(model: str | ModelRef, target: str | Target, *, out: Path | None = None, validate_count: int = 0,
             table: Path | None = None, fractions: Sequence[float] | None = None, seed: int = 0, force: bool = False,
-            predict: bool = False, run_dir: Path | None = None, reporter: Reporter | None = None) -> ProfileResult:
+            predict: bool = False, run_dir: Path | None = None, reporter: Reporter | None = None,
+            backend: Backend | None = None) -> ProfileResult:
     """Measure the block latency table of ``model`` (a zoo name, or a ``ModelRef`` to a factory) on ``target``
     (this machine must be its device) and store it in the tables directory (or ``out``); with
     ``validate_count`` also export that many random configurations (and two fixed ones) and compare predicted
     with measured latency. ``table`` validates an existing table instead of
     measuring one; ``predict`` builds a roofline table (labelled predicted; never replaces a measured one).
-    Every run writes ``run_dir`` (default ``runs/STAMP-profile-MODEL-TARGET``) with its report."""
+    Every run writes ``run_dir`` (default ``runs/STAMP-profile-MODEL-TARGET``) with its report. ``backend``: the
+    target's backend leased through its device's actor (``devices.leased_backend``; ``jobs/fleet.py``)."""
     reporter = reporter or SilentReporter()
     spec = as_spec(model)
     tgt = target if isinstance(target, Target) else load_target(target)
@@ -59,7 +61,8 @@ def profile(model: str | ModelRef, target: str | Target, *, out: Path | None = N
             raise InputError("--predict: cannot be combined with --validate, --table or --fractions (nothing is "
                              "measured)")
         return _predicted(spec, tgt, out, run)
-    reason = backend_of(tgt).unavailable()
+    backend = backend or backend_of(tgt)
+    reason = backend.unavailable()
     if reason:
         raise InputError(f"--target {tgt.name}: cannot measure on this machine: {reason}; --predict builds a "
                          "roofline table (labelled predicted) instead")
@@ -69,10 +72,10 @@ def profile(model: str | ModelRef, target: str | Target, *, out: Path | None = N
                      fingerprint=current_fingerprint(tgt).to_dict(),
                      fractions=list(fractions) if fractions else None, validate=validate_count, seed=seed,
                      table=str(table) if table else None,
-                     measured_on=backend_of(tgt).measured_on(tgt)).save(run.path(RunFiles.CONFIG))
+                     measured_on=backend.measured_on(tgt)).save(run.path(RunFiles.CONFIG))
     if given is None:
         reporter.phase(f"profiling {spec.name} on {tgt.name}", profile_steps(spec, tgt, fractions))
-        measured = measure_table(spec, tgt, steps_of(reporter), fractions)
+        measured = measure_table(spec, tgt, steps_of(reporter), fractions, backend)
         destination = out or default_table_path(tables_dir(), spec.key, tgt.name)
         measured.save(destination)
         reporter.note(f"table written to {destination}")
@@ -82,7 +85,7 @@ def profile(model: str | ModelRef, target: str | Target, *, out: Path | None = N
     report = None
     if validate_count:
         reporter.phase(f"validating {validate_count + 2} configurations", validate_steps(tgt, validate_count))
-        report = validate(measured, spec, tgt, validate_count, seed, steps_of(reporter))
+        report = validate(measured, spec, tgt, validate_count, seed, steps_of(reporter), backend.measure_configs)
         report.save(run.path(RunFiles.VALIDATION))
     return ProfileResult(measured, destination, run.root, write_report(run.root), report)
 
@@ -143,7 +146,7 @@ def _grid_reason(table: LatencyTable, spec: ModelSpec, target: Target) -> str | 
 
 
 def ensure_table(spec: ModelSpec, target: Target, tables: Path, path: Path | None = None,
-                 progress: Progress | None = None) -> tuple[LatencyTable, str]:
+                 progress: Progress | None = None, backend: Backend | None = None) -> tuple[LatencyTable, str]:
     """(table, how it was obtained). A given ``path`` must fit this device and grid; otherwise the stored
     table in ``tables`` is reused when it fits and re-measured (and stored) when it does not.
 
@@ -171,15 +174,16 @@ def ensure_table(spec: ModelSpec, target: Target, tables: Path, path: Path | Non
         how = "measured (no stored table)"
     if planning:
         return predict_table(spec, target), f"predicted by the roofline model ({cannot_measure})"
-    table = measure_table(spec, target, progress)
+    table = measure_table(spec, target, progress, backend=backend)
     table.save(stored)
     return table, f"{how}; saved to {stored}"
 
 
 def measure_table(spec: ModelSpec, target: Target, progress: Progress | None = None,
-                  fractions: Sequence[float] | None = None) -> LatencyTable:
-    """Profile the model on the target's device with its backend."""
-    backend = backend_of(target)
+                  fractions: Sequence[float] | None = None, backend: Backend | None = None) -> LatencyTable:
+    """Profile the model on the target's device with its backend (``backend``: that backend leased through
+    ``devices.leased_backend``)."""
+    backend = backend or backend_of(target)
     return measured_table(spec, target, backend.measure_configs, current_fingerprint(target), fractions, progress,
                           {"measured_on": backend.measured_on(target), "graph_format": backend.graph_format,
                            **backend.profile_method(target)})

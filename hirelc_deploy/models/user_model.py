@@ -25,6 +25,7 @@ from ..records import ModelRef
 from .spec import ModelSpec
 
 DEFAULT_INPUT_SHAPE = (3, 224, 224)
+USER_MODULE_PREFIX = "hirelc_user_"  # the module name of a model file loaded by path (not importable elsewhere)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -78,7 +79,7 @@ def _import_factory(reference: str):
         path = Path(location).expanduser().resolve()
         if not path.is_file():
             raise InputError(f"--model {reference}: file {location} does not exist")
-        module_name = f"hirelc_user_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
+        module_name = f"{USER_MODULE_PREFIX}{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
         if module_name in sys.modules:  # one import per file and process: its classes keep one identity
             return _factory(sys.modules[module_name], reference, location, name)
         spec = importlib.util.spec_from_file_location(module_name, path)

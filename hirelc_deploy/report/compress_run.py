@@ -24,6 +24,7 @@ from ..records import (
     Finalists,
     SearchRecord,
     Status,
+    TargetChecks,
 )
 from ..runs import COMPRESS_STAGES, FINALISTS_STAGE, RunFiles, sha256
 from ..sensitivity import Sensitivity
@@ -52,6 +53,7 @@ class CompressRun:
         self.policy = records.load(RunFiles.POLICY, load_policy)
         self.summary = records.load(RunFiles.SUMMARY, CompressSummary.load)
         self.status = records.load(RunFiles.STATUS, Status.load)
+        self.checks = records.load(RunFiles.CHECKS, TargetChecks.load)
 
     @property
     def config(self) -> CompressConfig | None:
@@ -382,6 +384,21 @@ def artifacts_table(artifacts: Path) -> Html:
     return page.table(["file", "size", "sha256", "check"], rows, [False, True, False, False])
 
 
+def _checks_section(run: CompressRun) -> Html | None:
+    if run.checks is None:
+        return None
+    return page.section(f"The policy on other targets (budget {run.checks.budget})", page.table(
+        ["target", "measured on", "batch", "engine ms", "uncompressed ms", "speedup", "budget ms",
+         "measured / budget", "verdict"],
+        [[c.target, c.measured_on, c.batch_size, f"{c.latency.engine_ms:.4f}", f"{c.latency.uncompressed_ms:.4f}",
+          f"{c.latency.speedup:.2f}x", f"{c.budget_ms:.4f}", f"{c.budget_ratio:.3f}", c.verdict]
+         for c in run.checks.checks],
+        [False, False, True, True, True, True, True, True, False]),
+        page.tag("p", "The fine-tuned model of this run exported once more for each target (its batch and "
+                 "backend) and timed on its device against its own uncompressed model, process by process like "
+                 "the verdict above."))
+
+
 def _artifacts_section(run: CompressRun) -> Html | None:
     artifacts = run.records.path(RunFiles.ARTIFACTS)
     if not artifacts.is_dir():
@@ -401,9 +418,9 @@ def _table_section(run: CompressRun) -> Html | None:
 def compress_report(records: RunRecords) -> str:
     """The HTML report of a compress run (complete or not)."""
     run = CompressRun(records)
-    sections = [_result_section(run), _pareto_section(run), _policy_section(run), _latency_section(run),
-                _loop_section(run), _processes_section(run), _progress_section(run), _table_section(run),
-                _artifacts_section(run)]
+    sections = [_result_section(run), _checks_section(run), _pareto_section(run), _policy_section(run),
+                _latency_section(run), _loop_section(run), _processes_section(run), _progress_section(run),
+                _table_section(run), _artifacts_section(run)]
     model, target = (run.config.model, run.config.target) if run.config else ("?", "?")
     return page.document(f"hirelc compress: {model} on {target}", "run report, rebuilt from the run directory",
                          [*banners(run), header(run), *(s for s in sections if s is not None)])

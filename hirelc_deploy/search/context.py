@@ -1,13 +1,15 @@
 """What every strategy shares: the space, the Fisher prior, the action wall and a budget of real evaluations.
 
-Strategies only ever *propose* configurations. ``SearchContext.propose`` puts each proposal through the action
-wall, evaluates it for real unless this search has already evaluated it, and records it; the search ends when
+Strategies only ever *propose* configurations, one (``propose``) or a batch (``propose_batch``: ask k, tell k,
+so an executor can evaluate them in parallel). Each proposal goes through the action wall, is evaluated for
+real unless this search has already evaluated it, and is recorded; the search ends when
 ``evals`` distinct configurations have been evaluated (or a strategy keeps proposing only known ones for too
 long). Every strategy therefore sees the same table, evaluation function, wall and number of evaluations.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -51,12 +53,13 @@ class SearchContext:
     space: SearchSpace
     prior: DamageModel
     budget_table_ms: float  # in the table's units (``budget.ResolvedBudget.table_ms``: checked feasible there)
-    evaluate: Callable[[list[int], list[str]], tuple[EvalResult, bool]]
+    evaluate: Callable[[list[tuple[list[int], list[str]]]], list[tuple[EvalResult, bool]]]  # Evaluator.evaluate_many
     evals: int
     seed: int = 0
     on_evaluation: Callable[[Evaluation], None] | None = None
     history: list[Evaluation] = field(default_factory=list)
     proposals: int = 0
+    evaluating_seconds: float = 0.0  # wall time spent waiting for evaluations (overlapping ones counted once)
     _seen: dict[tuple[int, ...], Evaluation] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -80,22 +83,33 @@ class SearchContext:
 
     def propose(self, x: np.ndarray) -> Evaluation | None:
         """Evaluate ``wall(x)``; None once the evaluation budget is spent. Known configurations cost nothing."""
-        self.proposals += 1
-        x = self.wall(x)
-        key = tuple(int(v) for v in x)
-        if key in self._seen:
-            return self._seen[key]
-        if self.exhausted:
-            return None
-        widths, precisions = self.space.decode(x)
-        result, cached = self.evaluate(widths, precisions)
-        evaluation = Evaluation(len(self.history), key, tuple(widths), tuple(precisions),
-                                float(self.space.latency(x[None])[0]), result, cached)
-        self.history.append(evaluation)
-        self._seen[key] = evaluation
-        if self.on_evaluation:
-            self.on_evaluation(evaluation)
-        return evaluation
+        return self.propose_batch([x])[0]
+
+    def propose_batch(self, xs) -> list[Evaluation | None]:
+        """Ask for several configurations at once (an executor may evaluate them in parallel) and be told their
+        evaluations in the same order: ``propose`` for each, with the new ones evaluated together. A proposal
+        repeating a known configuration, or an earlier one of the batch, gets that evaluation; new ones beyond
+        the remaining budget get None. Recorded in proposal order, so the outcome does not depend on the
+        executor."""
+        keys = []
+        for x in xs:
+            self.proposals += 1
+            keys.append(tuple(int(v) for v in self.wall(x)))
+        new = [k for k in dict.fromkeys(keys) if k not in self._seen][:max(self.remaining, 0)]
+        if self.proposals >= _MAX_PROPOSALS_PER_EVAL * self.evals:
+            new = []  # the strategy keeps proposing known configurations: done
+        decoded = [self.space.decode(np.array(k)) for k in new]
+        start = time.perf_counter()
+        results = self.evaluate(decoded) if decoded else []
+        self.evaluating_seconds += time.perf_counter() - start
+        for key, (widths, precisions), (result, cached) in zip(new, decoded, results):
+            evaluation = Evaluation(len(self.history), key, tuple(widths), tuple(precisions),
+                                    float(self.space.latency(np.array(key)[None])[0]), result, cached)
+            self.history.append(evaluation)
+            self._seen[key] = evaluation
+            if self.on_evaluation:
+                self.on_evaluation(evaluation)
+        return [self._seen.get(k) for k in keys]
 
     @property
     def best(self) -> Evaluation | None:

@@ -27,6 +27,7 @@ from ..compute import device_of, to_device
 from ..models import BlockInfo
 from ..precision import Precision
 from ..sensitivity import Sensitivity
+from .executors import LocalExecutor
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,17 @@ class EvalData:
         return cls(bn, calibration, torch.cat(xs), torch.cat(ys))
 
 
+Config = tuple[Sequence[int], Sequence[str]]  # (widths, precisions) of one candidate
+
+
 class Evaluator:
     """Builds and scores candidates on the device of ``teacher``; ``cache`` may be shared between searches
-    (results do not depend on the strategy, the seed or the target)."""
+    (results do not depend on the strategy, the seed or the target). Where the candidates are built and scored
+    is the ``executor``'s business (``executors.py``: this process by default, or Ray workers); the cache and
+    the order of the results stay here."""
 
     def __init__(self, teacher: nn.Module, blocks: Sequence[BlockInfo], input_shape: Sequence[int], data: EvalData,
-                 sensitivity: Sensitivity, cache: dict | None = None, batch_size: int = 250):
+                 sensitivity: Sensitivity, cache: dict | None = None, batch_size: int = 250, executor=None):
         self.teacher = teacher.eval()
         self.blocks = list(blocks)
         self.input_shape = tuple(input_shape)
@@ -86,7 +92,14 @@ class Evaluator:
         self.sensitivity = sensitivity
         self.cache = {} if cache is None else cache
         self.batch_size = batch_size
+        self.executor = executor
         self.reference = self._logits(self.teacher)
+
+    def __getstate__(self) -> dict:
+        # What a worker needs to score candidates: never the cache (the caller's) nor the executor (its own), and
+        # the model on the CPU (a worker moves it to its own GPU, if it was given one).
+        teacher = self.teacher if device_of(self.teacher).type == "cpu" else copy.deepcopy(self.teacher).cpu()
+        return {**self.__dict__, "cache": {}, "executor": None, "teacher": teacher}
 
     @torch.no_grad()
     def _logits(self, model: nn.Module) -> torch.Tensor:
@@ -122,12 +135,23 @@ class Evaluator:
             seconds=time.perf_counter() - start,
         )
 
+    def compute(self, widths: Sequence[int], precisions: Sequence[str]) -> EvalResult:
+        """Build and score one configuration here and now, cache or not (what an executor runs)."""
+        start = time.perf_counter()
+        return self.score(self.build(widths, precisions), start)
+
     def __call__(self, widths: Sequence[int], precisions: Sequence[str]) -> tuple[EvalResult, bool]:
         """Score a configuration; returns the result and whether it came from the cache."""
-        key = (tuple(int(w) for w in widths), tuple(precisions))
-        if key in self.cache:
-            return self.cache[key], True
-        start = time.perf_counter()
-        result = self.score(self.build(widths, precisions), start)
-        self.cache[key] = result
-        return result, False
+        return self.evaluate_many([(widths, precisions)])[0]
+
+    def evaluate_many(self, configs: Sequence[Config]) -> list[tuple[EvalResult, bool]]:
+        """Score configurations (the search's ask-k/tell-k batch) in their order, each with whether it came from
+        the cache. The uncached ones are computed together by the executor, so they can run in parallel; the
+        results are the same however many workers it has (each candidate is built and scored on its own)."""
+        keys = [(tuple(int(w) for w in widths), tuple(precisions)) for widths, precisions in configs]
+        cached = [key in self.cache for key in keys]
+        todo = list(dict.fromkeys(key for key, hit in zip(keys, cached) if not hit))
+        if todo:
+            results = (self.executor or LocalExecutor()).run(self, todo)
+            self.cache.update(zip(todo, results))
+        return [(self.cache[key], hit) for key, hit in zip(keys, cached)]

@@ -167,7 +167,7 @@ def _screen(ctx: SearchContext, learner: _Learner, critic: _Critic, settings: Hi
 def _learn_from_real(ctx: SearchContext, learner: _Learner, count: int) -> bool:
     """Sample, evaluate every episode for real and update on the real rewards; False once the budget ends."""
     episodes = learner.sample(count)
-    results = [ctx.propose(x) for x in episodes.options]
+    results = ctx.propose_batch(list(episodes.options))
     if any(r is None for r in results):
         return False
     learner.update(episodes, np.array([r.result.top1 for r in results]))
@@ -191,5 +191,4 @@ def search(ctx: SearchContext, settings: HirelcSettings = HirelcSettings()) -> N
         picks = _screen(ctx, learner, critic, settings)
         if not picks:  # no configuration near the best ones is new: the space around the budget is spent
             return
-        for x in picks:
-            ctx.propose(x)
+        ctx.propose_batch(picks)

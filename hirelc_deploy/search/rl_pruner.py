@@ -42,7 +42,7 @@ def search(ctx: SearchContext, settings: RlPrunerSettings = RlPrunerSettings()) 
     ctx.propose(_policy(ctx, logits))
     while not ctx.exhausted:
         noise = ctx.rng.standard_normal((settings.samples, ctx.space.n))
-        results = [ctx.propose(_policy(ctx, logits + sigma * eps)) for eps in noise]
+        results = ctx.propose_batch([_policy(ctx, logits + sigma * eps) for eps in noise])
         scored = [(eps, r.result.top1) for eps, r in zip(noise, results) if r is not None]
         if not scored:
             return

@@ -13,7 +13,8 @@ from ..budget import Budget
 from ..records import SearchRecord
 from ..sensitivity import Sensitivity
 from .context import Evaluation, SearchContext, best_of
-from .evaluate import EvalResult
+from .evaluate import Evaluator
+from .executors import LocalExecutor
 from .prior import DamageModel
 from .registry import get_strategy
 from .space import SearchSpace
@@ -29,6 +30,8 @@ class SearchOutcome:
     budget_table_ms: float
     history: list[Evaluation]
     seconds: float
+    waiting_seconds: float = 0.0  # wall time the search waited for its evaluations (parallel ones overlap)
+    executor: str = "local (this process)"
 
     @property
     def best(self) -> Evaluation:
@@ -41,8 +44,8 @@ class SearchOutcome:
 
     @property
     def strategy_seconds(self) -> float:
-        """The strategy's own computation: the search's wall time less the evaluations it ran itself."""
-        return max(self.seconds - sum(e.result.seconds for e in self.history if not e.cached), 0.0)
+        """The strategy's own computation: the search's wall time less the time it waited for evaluations."""
+        return max(self.seconds - self.waiting_seconds, 0.0)
 
     @property
     def evaluating_share(self) -> float:
@@ -59,20 +62,23 @@ class SearchOutcome:
         best = self.best
         return SearchRecord(self.strategy, self.seed, self.evals, len(self.history), self.budget_table_ms,
                             self.seconds, best.index, best.to_dict(), self.evaluation_seconds,
-                            self.strategy_seconds)
+                            self.strategy_seconds, self.executor)
 
-def run_search(strategy: str, space: SearchSpace, sensitivity: Sensitivity,
-               evaluate: Callable[[list[int], list[str]], tuple[EvalResult, bool]], budget_table_ms: float, evals: int,
-               seed: int = 0, on_evaluation: Callable[[Evaluation], None] | None = None) -> SearchOutcome:
-    """Run ``strategy`` for ``evals`` real evaluations under ``budget_table_ms`` (the table's units, as
-    ``budget.ResolvedBudget.table_ms`` gives it); deterministic per seed. A budget the space cannot meet, or one
-    with nothing to compress, is the budget's one-line error."""
+def run_search(strategy: str, space: SearchSpace, sensitivity: Sensitivity, evaluator: Evaluator,
+               budget_table_ms: float, evals: int, seed: int = 0,
+               on_evaluation: Callable[[Evaluation], None] | None = None) -> SearchOutcome:
+    """Run ``strategy`` for ``evals`` real evaluations by ``evaluator`` (and its executor) under
+    ``budget_table_ms`` (the table's units, as ``budget.ResolvedBudget.table_ms`` gives it); deterministic per
+    seed, whatever the executor. A budget the space cannot meet, or one with nothing to compress, is the
+    budget's one-line error."""
     search = get_strategy(strategy)
     Budget(budget_table_ms, False, f"{budget_table_ms:.4f}ms (table units)").resolve(
         space.uncompressed_ms, space.uncompressed_ms, space.fastest_ms, "predicted by the table")
     torch.manual_seed(seed)
     np.random.seed(seed)
-    ctx = SearchContext(space, DamageModel(space, sensitivity), budget_table_ms, evaluate, evals, seed, on_evaluation)
+    ctx = SearchContext(space, DamageModel(space, sensitivity), budget_table_ms, evaluator.evaluate_many, evals, seed,
+                        on_evaluation)
     start = time.perf_counter()
     search(ctx)
-    return SearchOutcome(strategy, seed, evals, budget_table_ms, ctx.history, time.perf_counter() - start)
+    return SearchOutcome(strategy, seed, evals, budget_table_ms, ctx.history, time.perf_counter() - start,
+                         ctx.evaluating_seconds, (evaluator.executor or LocalExecutor()).describe())

@@ -20,15 +20,16 @@ from .wall import repair
 # Multipliers of the INT8 and of the block-removal damage the fisher-greedy sweep tries, most trusted first.
 _INT8_WEIGHTS = (1.0, 0.0, 10.0, 100.0)
 _REMOVAL_WEIGHTS = (1.0, 3.0, 10.0, 0.3)
+# Random configurations asked for at once (evaluated in parallel by a parallel executor). A constant, not the
+# number of workers: the draws, and so a seed's result, must not depend on where the evaluations run.
+_RANDOM_BATCH = 8
 
 
 def fisher_greedy(ctx: SearchContext) -> None:
     """Greedy allocation by Fisher sensitivity, swept over the prior's two uncertain weights."""
-    for int8, removal in itertools.product(_INT8_WEIGHTS, _REMOVAL_WEIGHTS):
-        if ctx.exhausted:
-            return
-        prior = ctx.prior.weighted(int8, removal)
-        ctx.propose(repair(ctx.space, prior, ctx.space.full_index, ctx.budget_table_ms))
+    ctx.propose_batch([repair(ctx.space, ctx.prior.weighted(int8, removal), ctx.space.full_index,
+                              ctx.budget_table_ms)
+                       for int8, removal in itertools.product(_INT8_WEIGHTS, _REMOVAL_WEIGHTS)])
 
 
 def uniform(ctx: SearchContext) -> None:
@@ -36,20 +37,18 @@ def uniform(ctx: SearchContext) -> None:
     space = ctx.space
     fractions = sorted({w / space.full_width[b] for b, opts in enumerate(space.options) for w in
                         (o.width for o in opts) if w > 0}, reverse=True)
+    choices = []
     for precision in space.precisions:
-        if ctx.exhausted:
-            return
-        choice = None
         for fraction in fractions:
             x = space.encode(nearest_widths(space.table, fraction), [precision] * space.n)
-            choice = x
             if space.latency(x[None])[0] <= ctx.budget_table_ms:
                 break
-        ctx.propose(choice)
+        choices.append(x)
+    ctx.propose_batch(choices)
 
 
 def random_search(ctx: SearchContext) -> None:
     """Random configurations through the action wall."""
     while not ctx.exhausted:
-        if ctx.propose(ctx.space.random(ctx.rng, 1)[0]) is None:
+        if None in ctx.propose_batch(list(ctx.space.random(ctx.rng, _RANDOM_BATCH))):
             return
