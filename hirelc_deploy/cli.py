@@ -173,12 +173,19 @@ def profile_cmd(
         _profile_targets(model_ref(model, model_args, input_shape, mean, std), targets,
                          make_executor(executor, ray_address), validate_n, _fractions(fractions), seed, as_json)
         return
-    make_executor(executor, ray_address)  # checks the flags; one target is measured here either way
+    runner = make_executor(executor, ray_address)
+    backend = None
+    if runner.name == "ray":  # one target, measured here, through its device's lease like every Ray run's
+        from .devices import leased_backend
+        from .targets import backend_of, load_target
+
+        loaded = load_target(target)
+        target, backend = loaded, leased_backend(backend_of(loaded), loaded, runner.ray)
     with reporter_bars() as reporter:
         result = profile(model_ref(model, model_args, input_shape, mean, std), target, out=out,
                          validate_count=validate_n, table=table_path,
                          fractions=_fractions(fractions), seed=seed, force=force, predict=predict, run_dir=run_dir,
-                         reporter=reporter)
+                         reporter=reporter, backend=backend)
     table = result.table
     summary = {"table": str(result.table_path), "kind": table.kind, "run_dir": str(result.run_dir),
                "report": str(result.report), "fixed_ms": table.fixed_ms}

@@ -2,12 +2,13 @@
 
 With ``--executor ray`` every timing of a target (``time_graphs``, ``time_graphs_fresh``, ``node_profile``,
 ``bench_export``: the methods every backend's profiling, calibration, finalists, benchmark and verdict time
-through, and the ones the remote backend sends to its agent) runs inside the actor of the target's *device*, one call at a time
-(``max_concurrency=1``). A device is what is timed, not the target file: ``cpu-ort-1t`` and ``cpu-ort-b32`` on one
-machine are one device and share one lease; a remote target's device is its agent's URL. The actors are named
-and detached in the ``hirelc`` namespace, so several runs on one Ray cluster (two ``compress`` runs, a
-``profile --targets`` beside them) queue on the same lease. Everything else (building graphs, quantizing,
-scoring top-1) stays in the caller.
+through, and the ones the remote backend sends to its agent) runs inside the actor of the target's *device*,
+one call at a time (``max_concurrency=1``). A device is what is timed, not the target file: ``cpu-ort-1t`` and
+``cpu-ort-b32`` on one machine are one device and share one lease; a remote target's device is its agent's URL.
+The actors are named and detached in the ``hirelc`` namespace, so several runs on one Ray cluster (two
+``compress`` runs, a ``profile --targets`` beside them) queue on the same lease. Everything else (building
+graphs, quantizing) stays in the caller; ``bench_export`` scores top-1 inside the lease, since that work runs on
+the device's own CPU when the device is this machine.
 
 Actors of local devices are pinned to the caller's node (its CPU is the device, and the graphs it times are
 its files); a remote device's actor is pinned there too, since it reads the same files before sending them.

@@ -250,10 +250,10 @@ def test_compress_with_an_optimistic_table_ends_with_an_engine_under_the_budget(
         # Random weights score every candidate alike; a trained model's proxy rewards kept capacity, so the
         # finalists are the candidates the table puts just under the budget, as in a real run.
         kept = sum(widths) / sum(b.full_width for b in self.blocks)
-        return EvalResult(kept, kept, 1 - kept, 0.0), False
+        return EvalResult(kept, kept, 1 - kept, 0.0)
 
     monkeypatch.setattr(job, "calibrated_space", optimistic)
-    monkeypatch.setattr(job.Evaluator, "__call__", capacity)
+    monkeypatch.setattr(job.Evaluator, "compute", capacity)
     monkeypatch.setattr("hirelc_deploy.targets.backends.onnxruntime.run_isolated", lambda fn, *a, **k: fn(*a, **k))
     monkeypatch.setenv("HIRELC_TABLES", str(tmp_path / "tables"))
     target = tmp_path / "quick-cpu.toml"

@@ -132,13 +132,14 @@ def test_measurements_on_one_device_never_overlap(ray_instance, tmp_path):
 def test_profile_targets_on_ray_measures_each_target_through_its_device_lease(ray_instance, monkeypatch, capsys,
                                                                              tmp_path):
     names = []
-    for name in ("fleet-a", "fleet-b"):
+    for name in ("fleet-a", "fleet-b", "single"):
         path = tmp_path / f"{name}.toml"
         path.write_text(_quick(name))
         names.append(str(path))
     monkeypatch.chdir(tmp_path)
-    code, out, err = hirelc(monkeypatch, capsys, "profile", "--model", "resnet20", "--targets", ",".join(names),
-                            "--executor", "ray", "--json")
+    # One width per block: the test checks where the timing ran, not the table.
+    code, out, err = hirelc(monkeypatch, capsys, "profile", "--model", "resnet20", "--targets", ",".join(names[:2]),
+                            "--fractions", "1", "--executor", "ray", "--json")
     assert code == 0, err
     rows = json.loads(out)
     assert [row["target"] for row in rows] == ["fleet-a", "fleet-b"]
@@ -149,7 +150,12 @@ def test_profile_targets_on_ray_measures_each_target_through_its_device_lease(ra
     node = ray_instance.get_runtime_context().get_node_id()
     actor = ray_instance.get_actor(f"device:cpu:{node}", namespace=NAMESPACE)
     measured = {name for _, _, name, _ in ray_instance.get(actor.history.remote())}
-    assert {"fleet-a", "fleet-b"} <= measured
+    assert {"fleet-a", "fleet-b"} <= measured and "single" not in measured
+    # One --target with Ray is measured here, through the same lease.
+    code, _, err = hirelc(monkeypatch, capsys, "profile", "--model", "resnet20", "--target", names[2],
+                          "--fractions", "1", "--executor", "ray", "--json")
+    assert code == 0, err
+    assert "single" in {name for _, _, name, _ in ray_instance.get(actor.history.remote())}
 
 
 def test_profile_targets_refuses_flags_of_one_target(monkeypatch, capsys):

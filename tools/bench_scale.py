@@ -77,7 +77,8 @@ def _start(arm: str):
     import ray
 
     if arm.startswith("ray-"):
-        ray.init(address="local", num_cpus=int(arm[4:]), include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(address="local", num_cpus=int(arm[4:]), include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
         return RayExecutor(), None
     from ray.cluster_utils import Cluster
 

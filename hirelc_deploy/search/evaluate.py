@@ -92,7 +92,7 @@ class Evaluator:
         self.sensitivity = sensitivity
         self.cache = {} if cache is None else cache
         self.batch_size = batch_size
-        self.executor = executor
+        self.executor = executor or LocalExecutor()
         self.reference = self._logits(self.teacher)
 
     def __getstate__(self) -> dict:
@@ -152,6 +152,6 @@ class Evaluator:
         cached = [key in self.cache for key in keys]
         todo = list(dict.fromkeys(key for key, hit in zip(keys, cached) if not hit))
         if todo:
-            results = (self.executor or LocalExecutor()).run(self, todo)
+            results = self.executor.run(self, todo)
             self.cache.update(zip(todo, results))
         return [(self.cache[key], hit) for key, hit in zip(keys, cached)]

@@ -14,7 +14,6 @@ from ..records import SearchRecord
 from ..sensitivity import Sensitivity
 from .context import Evaluation, SearchContext, best_of
 from .evaluate import Evaluator
-from .executors import LocalExecutor
 from .prior import DamageModel
 from .registry import get_strategy
 from .space import SearchSpace
@@ -81,4 +80,4 @@ def run_search(strategy: str, space: SearchSpace, sensitivity: Sensitivity, eval
     start = time.perf_counter()
     search(ctx)
     return SearchOutcome(strategy, seed, evals, budget_table_ms, ctx.history, time.perf_counter() - start,
-                         ctx.evaluating_seconds, (evaluator.executor or LocalExecutor()).describe())
+                         ctx.evaluating_seconds, evaluator.executor.describe())
