@@ -26,7 +26,7 @@ from ..records import TargetCheck, TargetChecks
 from ..targets import Target, backend_of, current_fingerprint, load_target
 from ..verdict import judge, measure_final, verdict_processes
 
-log = logging.getLogger("hirelc_deploy.jobs.compress")
+log = logging.getLogger(__name__)
 
 
 def load_check_targets(names: list[str], primary: Target) -> list[Target]:

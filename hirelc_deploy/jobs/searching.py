@@ -15,7 +15,7 @@ from ..search.evaluate import Evaluator
 from ..search.run import SearchOutcome, run_search
 from ..sensitivity import Sensitivity
 
-log = logging.getLogger("hirelc_deploy.jobs.compress")  # the run log's records keep the compress job's name
+log = logging.getLogger(__name__)
 
 
 def checkpointed_search(config: CompressConfig, run: RunDirectory, space: SearchSpace, sensitivity: Sensitivity,

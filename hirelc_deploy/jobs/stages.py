@@ -9,7 +9,7 @@ from ..progress import Reporter
 from ..records import Status
 from ..runs import RunDirectory, RunFiles, Stage, now
 
-log = logging.getLogger("hirelc_deploy.jobs.compress")  # the run log's records keep the compress job's name
+log = logging.getLogger(__name__)
 
 
 class Stages:
